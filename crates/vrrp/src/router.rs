@@ -620,3 +620,6 @@ fn effective_priority(base: u8, weight: i32) -> u8 {
 fn same_addresses(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
+
+#[cfg(test)]
+mod tests;
