@@ -1,1 +1,39 @@
-fn main() {}
+//! kubeha: highly-available Kubernetes control planes from one inventory file.
+//! This crate is the CLI only: arguments, output, exit codes.
+
+mod cmd_plan;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for bad input (inventory, arguments): nothing was changed.
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "kubeha",
+    version,
+    about = "Highly-available Kubernetes control planes from one inventory file",
+    long_about = "kubeha validates a cluster inventory (cluster.yaml), shows every file and command it \
+would put on every node, and ships its own control-plane front door (VRRP VIP + health-checked \
+TCP load balancer) in place of keepalived + haproxy.\n\nInventory reference: docs/inventory.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the inventory and show every file and step per node; changes nothing
+    Plan(cmd_plan::PlanArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Plan(args) => cmd_plan::run(args),
+    };
+    ExitCode::from(code)
+}

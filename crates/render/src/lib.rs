@@ -1,1 +1,123 @@
-//! render
+//! Inventory -> per-node files. Every function here is pure: the same inventory and inputs
+//! give the same bytes (no clock, no randomness, no I/O). Secrets and run-time values come
+//! in through [`Inputs`].
+
+pub mod containerd;
+pub mod frontdoor;
+pub mod host;
+pub mod keepalived_haproxy;
+pub mod kubeadm;
+pub mod units;
+
+use inventory::{EtcdTopology, FrontdoorKind, Inventory, Node};
+use serde::Serialize;
+
+/// One file kubeha puts on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// Absolute path on the node.
+    pub path: String,
+    /// Unix permission bits, e.g. 0o644.
+    pub mode: u32,
+    pub owner: String,
+    pub contents: Vec<u8>,
+    /// Private keys and tokens: never printed, written 0600.
+    pub sensitive: bool,
+    /// What the file is for, one line.
+    pub purpose: String,
+}
+
+impl Artifact {
+    pub fn text(path: &str, mode: u32, purpose: &str, contents: String) -> Self {
+        Artifact {
+            path: path.to_string(),
+            mode,
+            owner: "root:root".to_string(),
+            contents: contents.into_bytes(),
+            sensitive: false,
+            purpose: purpose.to_string(),
+        }
+    }
+
+    pub fn secret(path: &str, purpose: &str, contents: Vec<u8>) -> Self {
+        Artifact {
+            path: path.to_string(),
+            mode: 0o600,
+            owner: "root:root".to_string(),
+            contents,
+            sensitive: true,
+            purpose: purpose.to_string(),
+        }
+    }
+}
+
+/// Values that are not in the inventory: minted per run or read from the PKI store.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// Bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` minted for this run.
+    pub bootstrap_token: String,
+    /// `sha256:<hex>` of the cluster CA's public key, once the PKI is issued.
+    pub ca_cert_hash: Option<String>,
+}
+
+impl Inputs {
+    /// Inputs for rendering when nothing has been minted yet (tests, `plan` previews).
+    pub fn placeholder() -> Self {
+        Inputs {
+            bootstrap_token: "abcdef.0123456789abcdef".into(),
+            ca_cert_hash: None,
+        }
+    }
+}
+
+/// Where the kubeadm, front door and etcd files live on a node.
+pub mod paths {
+    pub const KUBEADM_INIT: &str = "/etc/kubeha/kubeadm-init.yaml";
+    pub const KUBEADM_JOIN: &str = "/etc/kubeha/kubeadm-join.yaml";
+    pub const FRONTDOOR_CONFIG: &str = "/etc/kubeha/frontdoor.yaml";
+    pub const FRONTDOOR_UNIT: &str = "/etc/systemd/system/kubeha-frontdoor.service";
+    pub const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
+    pub const HOSTS_BLOCK: &str = "/etc/kubeha/hosts.block";
+    pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
+    pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/check_apiserver.sh";
+    pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
+    pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
+}
+
+/// Every file for one node, in a stable order.
+pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Artifact> {
+    let mut out = vec![
+        host::hosts_block(inv),
+        host::sysctl(inv),
+        host::modules(inv),
+        containerd::config(inv),
+        host::crictl(),
+    ];
+    out.extend(containerd::mirror_hosts(inv));
+    out.extend(containerd::proxy_dropin(inv));
+    if node.roles.control_plane {
+        if std::ptr::eq(node, inv.first_control_plane()) {
+            out.push(kubeadm::init_config(inv, node, inputs));
+        } else {
+            out.push(kubeadm::join_config(inv, node, inputs));
+        }
+        match inv.frontdoor.kind {
+            FrontdoorKind::Builtin => {
+                out.push(frontdoor::config(inv, node));
+                out.push(units::frontdoor());
+            }
+            FrontdoorKind::KeepalivedHaproxy => {
+                out.push(keepalived_haproxy::keepalived_conf(inv, node));
+                out.push(keepalived_haproxy::check_script(inv));
+                out.push(keepalived_haproxy::haproxy_cfg(inv));
+            }
+            FrontdoorKind::External => {}
+        }
+    } else if node.roles.worker {
+        out.push(kubeadm::join_config(inv, node, inputs));
+    }
+    if inv.etcd.topology == EtcdTopology::External && node.roles.etcd {
+        out.push(units::etcd(inv, node));
+    }
+    out
+}

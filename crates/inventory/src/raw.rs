@@ -1,0 +1,214 @@
+//! The inventory file as written: every value keeps its place in the file so that
+//! validation can point at it. Nothing here is trusted; `validate` turns it into `Inventory`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInventory {
+    pub cluster: S<RawCluster>,
+    pub endpoint: S<RawEndpoint>,
+    #[serde(default)]
+    pub ssh: Option<S<RawSsh>>,
+    pub nodes: S<Vec<S<RawNode>>>,
+    #[serde(default)]
+    pub etcd: Option<S<RawEtcd>>,
+    #[serde(default)]
+    pub networking: Option<S<RawNetworking>>,
+    #[serde(default)]
+    pub images: Option<S<RawImages>>,
+    #[serde(default)]
+    pub runtime: Option<S<RawRuntime>>,
+    #[serde(default)]
+    pub frontdoor: Option<S<RawFrontdoor>>,
+    #[serde(default)]
+    pub kubelet: Option<S<RawKubelet>>,
+    #[serde(default)]
+    pub pki: Option<S<RawPki>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub name: S<String>,
+    pub kubernetes_version: S<String>,
+    #[serde(default)]
+    pub domain: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub vip: S<String>,
+    #[serde(default)]
+    pub port: Option<S<u16>>,
+    #[serde(default)]
+    pub apiserver_port: Option<S<u16>>,
+    #[serde(default)]
+    pub dns_name: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSsh {
+    #[serde(default)]
+    pub user: Option<S<String>>,
+    #[serde(default)]
+    pub port: Option<S<u16>>,
+    #[serde(default)]
+    pub key: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub name: S<String>,
+    pub address: S<String>,
+    pub roles: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub ssh: Option<S<RawSsh>>,
+    #[serde(default)]
+    pub interface: Option<S<String>>,
+    #[serde(default)]
+    pub labels: Option<S<BTreeMap<String, String>>>,
+    /// VRRP priority of this node's front door (control-plane nodes only).
+    #[serde(default)]
+    pub priority: Option<S<u16>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEtcd {
+    #[serde(default)]
+    pub topology: Option<S<String>>,
+    #[serde(default)]
+    pub quota_backend_bytes: Option<S<u64>>,
+    #[serde(default)]
+    pub heartbeat_interval: Option<S<String>>,
+    #[serde(default)]
+    pub election_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub snapshot_count: Option<S<u64>>,
+    #[serde(default)]
+    pub auto_compaction: Option<S<RawCompaction>>,
+    #[serde(default)]
+    pub data_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompaction {
+    pub mode: S<String>,
+    pub retention: S<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetworking {
+    #[serde(default)]
+    pub pod_cidr: Option<S<String>>,
+    #[serde(default)]
+    pub service_cidr: Option<S<String>>,
+    #[serde(default)]
+    pub cni: Option<S<String>>,
+    #[serde(default)]
+    pub kube_proxy_mode: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawImages {
+    #[serde(default)]
+    pub repository: Option<S<String>>,
+    #[serde(default)]
+    pub mirrors: Option<S<BTreeMap<String, S<Vec<S<String>>>>>>,
+    #[serde(default)]
+    pub proxy: Option<S<RawProxy>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    #[serde(default)]
+    pub http: Option<S<String>>,
+    #[serde(default)]
+    pub https: Option<S<String>>,
+    #[serde(default)]
+    pub no_proxy: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    #[serde(default)]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub systemd_cgroup: Option<S<bool>>,
+    #[serde(default)]
+    pub log_max_size: Option<S<String>>,
+    #[serde(default)]
+    pub log_max_files: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFrontdoor {
+    #[serde(default)]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub vrid: Option<S<i64>>,
+    #[serde(default)]
+    pub advert_interval: Option<S<String>>,
+    #[serde(default)]
+    pub unicast: Option<S<bool>>,
+    #[serde(default)]
+    pub checksum: Option<S<String>>,
+    #[serde(default)]
+    pub preempt: Option<S<bool>>,
+    #[serde(default)]
+    pub balance: Option<S<String>>,
+    #[serde(default)]
+    pub health: Option<S<RawHealth>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    #[serde(default)]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub path: Option<S<String>>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    #[serde(default)]
+    pub fall: Option<S<u32>>,
+    #[serde(default)]
+    pub rise: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubelet {
+    #[serde(default)]
+    pub max_pods: Option<S<u32>>,
+    #[serde(default)]
+    pub server_tls_bootstrap: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPki {
+    #[serde(default)]
+    pub key_type: Option<S<String>>,
+    #[serde(default)]
+    pub ca_validity: Option<S<String>>,
+    #[serde(default)]
+    pub leaf_validity: Option<S<String>>,
+    #[serde(default)]
+    pub extra_sans: Option<S<Vec<S<String>>>>,
+}

@@ -1,0 +1,360 @@
+//! The validated inventory. A value of these types has passed every check in `validate`,
+//! so the renderers never re-check input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    pub cluster: Cluster,
+    pub endpoint: Endpoint,
+    pub nodes: Vec<Node>,
+    pub etcd: Etcd,
+    pub networking: Networking,
+    pub images: Images,
+    pub runtime: Runtime,
+    pub frontdoor: Frontdoor,
+    pub kubelet: Kubelet,
+    pub pki: PkiSettings,
+}
+
+impl Inventory {
+    pub fn control_plane(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.control_plane)
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.roles.worker)
+    }
+
+    /// Nodes that run an etcd member: the control plane when stacked, the `etcd` role when external.
+    pub fn etcd_members(&self) -> impl Iterator<Item = &Node> {
+        let stacked = self.etcd.topology == EtcdTopology::Stacked;
+        self.nodes.iter().filter(move |n| {
+            if stacked {
+                n.roles.control_plane
+            } else {
+                n.roles.etcd
+            }
+        })
+    }
+
+    /// The node `kubeadm init` runs on: the first control-plane node in file order.
+    pub fn first_control_plane(&self) -> &Node {
+        // validate guarantees at least one control-plane node
+        self.control_plane()
+            .next()
+            .expect("validated inventory has a control-plane node")
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub kubernetes_version: KubeVersion,
+    pub domain: String,
+}
+
+/// A Kubernetes release `major.minor.patch` (kubeadm and the packages need all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl KubeVersion {
+    /// kubeadm's config API for this release: v1beta4 from 1.31 on.
+    pub fn kubeadm_api(&self) -> &'static str {
+        if self.minor >= 31 {
+            "kubeadm.k8s.io/v1beta4"
+        } else {
+            "kubeadm.k8s.io/v1beta3"
+        }
+    }
+
+    pub fn at_least(&self, minor: u32) -> bool {
+        self.major > 1 || self.minor >= minor
+    }
+
+    /// The package repository stream, e.g. `v1.31` for pkgs.k8s.io.
+    pub fn minor_stream(&self) -> String {
+        format!("v{}.{}", self.major, self.minor)
+    }
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub vip: Ipv4Addr,
+    /// Prefix length the VIP is added with (defaults to the control-plane nodes' prefix, else 32).
+    pub vip_prefix: u8,
+    /// Front door port on the VIP (the seeds' 16443).
+    pub port: u16,
+    /// kube-apiserver port on each control-plane node.
+    pub apiserver_port: u16,
+    /// Optional DNS name for the endpoint (added to SANs and /etc/hosts).
+    pub dns_name: Option<String>,
+}
+
+impl Endpoint {
+    /// What kubeadm's controlPlaneEndpoint and every kubeconfig point at.
+    pub fn host_port(&self) -> String {
+        match &self.dns_name {
+            Some(name) => format!("{name}:{}", self.port),
+            None => format!("{}:{}", self.vip, self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub address: Ipv4Addr,
+    /// The node's subnet when the inventory gave a prefix (`198.18.0.11/24`).
+    pub subnet: Option<Ipv4Net>,
+    pub roles: Roles,
+    pub ssh: Ssh,
+    pub interface: String,
+    pub labels: BTreeMap<String, String>,
+    /// Front door VRRP priority (control-plane nodes; 0 elsewhere).
+    pub priority: u8,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Roles {
+    pub control_plane: bool,
+    pub worker: bool,
+    pub etcd: bool,
+}
+
+impl Roles {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.control_plane {
+            v.push("control-plane");
+        }
+        if self.etcd {
+            v.push("etcd");
+        }
+        if self.worker {
+            v.push("worker");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ssh {
+    pub user: String,
+    pub port: u16,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdTopology {
+    Stacked,
+    External,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Etcd {
+    pub topology: EtcdTopology,
+    pub quota_backend_bytes: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_count: u64,
+    pub auto_compaction: Compaction,
+    pub data_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Compaction {
+    pub mode: CompactionMode,
+    /// etcd's retention string: hours as `1h` for periodic, a revision count for revision.
+    pub retention: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompactionMode {
+    Periodic,
+    Revision,
+}
+
+impl CompactionMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CompactionMode::Periodic => "periodic",
+            CompactionMode::Revision => "revision",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Networking {
+    pub pod_cidr: Ipv4Net,
+    pub service_cidr: Ipv4Net,
+    pub cni: Cni,
+    pub kube_proxy_mode: KubeProxyMode,
+}
+
+impl Networking {
+    /// The cluster IP of the `kubernetes` service: the first address of the service CIDR.
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        let base = u32::from(self.service_cidr.network());
+        Ipv4Addr::from(base + 1)
+    }
+
+    /// CoreDNS's cluster IP: the tenth address, as kubeadm picks it.
+    pub fn dns_service_ip(&self) -> Ipv4Addr {
+        let base = u32::from(self.service_cidr.network());
+        Ipv4Addr::from(base + 10)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cni {
+    Flannel,
+    Calico,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeProxyMode {
+    Iptables,
+    Ipvs,
+}
+
+impl KubeProxyMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KubeProxyMode::Iptables => "iptables",
+            KubeProxyMode::Ipvs => "ipvs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Images {
+    pub repository: String,
+    /// registry host -> mirror endpoints, tried in order.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    pub proxy: Option<Proxy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Proxy {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    pub no_proxy: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtime {
+    pub systemd_cgroup: bool,
+    /// kubelet containerLogMaxSize, e.g. `100Mi`.
+    pub log_max_size: String,
+    pub log_max_files: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontdoorKind {
+    /// kubeha's own VRRP + L4 daemon.
+    Builtin,
+    /// keepalived + haproxy, as the seeds write them.
+    KeepalivedHaproxy,
+    /// A load balancer kubeha does not manage.
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    /// keepalived's default: IPv4 pseudo-header included.
+    Keepalived,
+    /// RFC 9568: no pseudo-header for IPv4.
+    Rfc9568,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frontdoor {
+    pub kind: FrontdoorKind,
+    pub vrid: u8,
+    /// VRRP advertisement interval; a whole number of centiseconds, 10 ms to 40.95 s.
+    pub advert_interval: Duration,
+    pub unicast: bool,
+    pub checksum: Checksum,
+    pub preempt: bool,
+    pub balance: Balance,
+    pub health: Health,
+}
+
+impl Frontdoor {
+    pub fn advert_interval_cs(&self) -> u16 {
+        (self.advert_interval.as_millis() / 10) as u16
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    Https,
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub kind: HealthKind,
+    pub path: String,
+    pub interval: Duration,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kubelet {
+    pub max_pods: u32,
+    pub server_tls_bootstrap: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyType {
+    Rsa2048,
+    EcdsaP256,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PkiSettings {
+    pub key_type: KeyType,
+    pub ca_validity: Duration,
+    pub leaf_validity: Duration,
+    pub extra_sans: Vec<String>,
+}

@@ -1,0 +1,255 @@
+//! `kubeha plan`: validate, then print (and optionally write) the Plan.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use inventory::{LoadError, Severity};
+
+use crate::EXIT_INVALID;
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Inventory file
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "cluster.yaml"
+    )]
+    pub file: PathBuf,
+    /// Write every node's files under DIR/<node>/<absolute path>
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Loads the inventory, printing warnings; on failure prints every problem and returns the
+/// exit code to use.
+pub fn load_inventory(path: &Path) -> Result<inventory::Loaded, u8> {
+    match inventory::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            Ok(loaded)
+        }
+        Err(LoadError::Invalid(diags)) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            eprintln!(
+                "kubeha: {} has {errors} error(s); nothing was changed",
+                path.display()
+            );
+            Err(EXIT_INVALID)
+        }
+        Err(e @ LoadError::Io { .. }) => {
+            eprintln!("kubeha: {e}");
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
+pub fn run(args: PlanArgs) -> u8 {
+    let loaded = match load_inventory(&args.file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let inv = &loaded.inventory;
+    let plan = plan::build(inv, &plan::Inputs::placeholder());
+    if let Some(dir) = &args.out {
+        match write_tree(&plan, dir) {
+            Ok(stats) => eprintln!(
+                "kubeha: wrote {} files under {} ({} new, {} changed, {} unchanged; secrets 0600)",
+                stats.total(),
+                dir.display(),
+                stats.new,
+                stats.changed,
+                stats.unchanged
+            ),
+            Err(e) => {
+                eprintln!("kubeha: {e}");
+                return 1;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let res = match args.output {
+        Format::Json => serde_json::to_writer_pretty(&mut out, &plan.to_json())
+            .map_err(std::io::Error::other)
+            .and_then(|_| writeln!(out)),
+        Format::Text => print_text(&mut out, &plan),
+    };
+    // A closed pipe (plan | head) is not an error worth a message.
+    match res {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("kubeha: cannot write output: {e}");
+            1
+        }
+    }
+}
+
+fn print_text(out: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "cluster {} · Kubernetes {} · endpoint {} (VIP {}) · front door {} · etcd {}",
+        plan.cluster,
+        plan.kubernetes_version,
+        plan.endpoint,
+        plan.vip,
+        plan.frontdoor,
+        plan.etcd_topology
+    )?;
+    writeln!(out)?;
+    let w_name = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_addr = plan
+        .nodes
+        .iter()
+        .map(|n| n.address.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let w_roles = plan
+        .nodes
+        .iter()
+        .map(|n| n.roles.join(",").len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    writeln!(
+        out,
+        "{:w_name$}  {:w_addr$}  {:w_roles$}  STEPS  FILES",
+        "NODE", "ADDRESS", "ROLES"
+    )?;
+    for n in &plan.nodes {
+        writeln!(
+            out,
+            "{:w_name$}  {:w_addr$}  {:w_roles$}  {:>5}  {:>5}",
+            n.name,
+            n.address,
+            n.roles.join(","),
+            n.steps.len(),
+            n.artifacts.len()
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Steps, in order (phases run across all nodes before the next starts):"
+    )?;
+    for (names, steps) in plan.step_groups() {
+        let shown = if names.len() > 6 {
+            format!(
+                "{} … {} ({} nodes)",
+                names[..3].join(", "),
+                names[names.len() - 1],
+                names.len()
+            )
+        } else {
+            names.join(", ")
+        };
+        writeln!(out, "  {shown}:")?;
+        for s in steps {
+            let kind = if s.changes { "" } else { " (check only)" };
+            writeln!(out, "    {:<32} {}{kind}", s.id, s.description)?;
+        }
+    }
+    writeln!(out)?;
+    if plan.pki_pending {
+        writeln!(
+            out,
+            "Certificates: not issued yet; `kubeha pki issue -f FILE` issues them and they join this plan."
+        )?;
+    }
+    writeln!(
+        out,
+        "{} nodes, {} steps, {} files. Nothing was changed. See every file with -o DIR; for scripts, --output json.",
+        plan.nodes.len(),
+        plan.step_count(),
+        plan.artifact_count()
+    )
+}
+
+#[derive(Default)]
+struct WriteStats {
+    new: usize,
+    changed: usize,
+    unchanged: usize,
+}
+
+impl WriteStats {
+    fn total(&self) -> usize {
+        self.new + self.changed + self.unchanged
+    }
+}
+
+fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut stats = WriteStats::default();
+    for n in &plan.nodes {
+        for a in &n.artifacts {
+            let rel = a.path.trim_start_matches('/');
+            let target = dir.join(&n.name).join(rel);
+            let parent = target
+                .parent()
+                .ok_or_else(|| format!("bad artifact path {}", a.path))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e} (check -o DIR)", parent.display()))?;
+            match std::fs::read(&target) {
+                Ok(old) if old == a.contents => {
+                    stats.unchanged += 1;
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(a.mode))
+                        .map_err(|e| format!("cannot set mode on {}: {e}", target.display()))?;
+                    continue;
+                }
+                Ok(_) => {
+                    eprintln!(
+                        "kubeha: replacing {} (its contents differ from the plan)",
+                        target.display()
+                    );
+                    stats.changed += 1;
+                }
+                Err(_) => stats.new += 1,
+            }
+            // Write to a temp file created with the final mode, then rename: a key is never
+            // readable by others, not even for a moment.
+            let tmp = target.with_extension("kubeha-tmp");
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(a.mode)
+                .open(&tmp)
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            f.write_all(&a.contents)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(a.mode))
+                .map_err(|e| format!("cannot set mode on {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &target)
+                .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        }
+    }
+    Ok(stats)
+}

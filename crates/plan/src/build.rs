@@ -1,0 +1,68 @@
+use std::collections::BTreeMap;
+
+use inventory::{EtcdTopology, FrontdoorKind, Inventory};
+
+use crate::steps;
+use crate::{Artifact, NodePlan, Plan};
+
+/// What the Plan needs besides the inventory, injected so building stays pure.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub render: render::Inputs,
+    /// Certificate files per node name from the PKI store; `None` until it is issued.
+    pub pki: Option<BTreeMap<String, Vec<Artifact>>>,
+}
+
+impl Inputs {
+    pub fn placeholder() -> Self {
+        Inputs {
+            render: render::Inputs::placeholder(),
+            pki: None,
+        }
+    }
+}
+
+pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
+    let nodes = inv
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut artifacts = render::node_artifacts(inv, node, &inputs.render);
+            let pki_files: Vec<Artifact> = inputs
+                .pki
+                .as_ref()
+                .and_then(|m| m.get(&node.name))
+                .cloned()
+                .unwrap_or_default();
+            let pki_paths: Vec<String> = pki_files.iter().map(|a| a.path.clone()).collect();
+            artifacts.extend(pki_files);
+            let steps = steps::for_node(inv, node, &artifacts, &pki_paths);
+            NodePlan {
+                name: node.name.clone(),
+                address: node.address.to_string(),
+                roles: node.roles.names(),
+                steps,
+                artifacts,
+            }
+        })
+        .collect();
+    Plan {
+        cluster: inv.cluster.name.clone(),
+        kubernetes_version: inv.cluster.kubernetes_version.to_string(),
+        endpoint: inv.endpoint.host_port(),
+        vip: format!("{}/{}", inv.endpoint.vip, inv.endpoint.vip_prefix),
+        frontdoor: match inv.frontdoor.kind {
+            FrontdoorKind::Builtin => "builtin",
+            FrontdoorKind::KeepalivedHaproxy => "keepalived-haproxy",
+            FrontdoorKind::External => "external",
+        }
+        .to_string(),
+        etcd_topology: match inv.etcd.topology {
+            EtcdTopology::Stacked => "stacked",
+            EtcdTopology::External => "external",
+        }
+        .to_string(),
+        pki_pending: inputs.pki.is_none(),
+        nodes,
+    }
+}

@@ -1,0 +1,296 @@
+//! The ordered steps for one node. Each `run` script is idempotent: run twice, it converges.
+
+use inventory::{Cni, EtcdTopology, FrontdoorKind, Inventory, KubeProxyMode, Node};
+use render::paths;
+
+use crate::{Artifact, Phase, Step};
+
+struct Builder {
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn step(
+        &mut self,
+        phase: Phase,
+        name: &str,
+        description: &str,
+        uploads: Vec<String>,
+        run: Option<String>,
+        changes: bool,
+    ) {
+        self.steps.push(Step {
+            id: format!("{}/{name}", phase.name()),
+            phase,
+            description: description.to_string(),
+            uploads,
+            run,
+            changes,
+        });
+    }
+}
+
+fn paths_under(artifacts: &[Artifact], prefix: &str) -> Vec<String> {
+    artifacts
+        .iter()
+        .filter(|a| a.path.starts_with(prefix))
+        .map(|a| a.path.clone())
+        .collect()
+}
+
+pub(crate) fn for_node(
+    inv: &Inventory,
+    node: &Node,
+    artifacts: &[Artifact],
+    pki_paths: &[String],
+) -> Vec<Step> {
+    let mut b = Builder { steps: Vec::new() };
+    let is_first_cp = node.roles.control_plane && inv.first_control_plane().name == node.name;
+    let api = inv.endpoint.apiserver_port;
+    let mut ports = vec![10250u16];
+    if node.roles.control_plane {
+        ports.extend([api, 10257, 10259]);
+        if inv.frontdoor.kind != FrontdoorKind::External {
+            ports.push(inv.endpoint.port);
+        }
+    }
+    let runs_etcd = match inv.etcd.topology {
+        EtcdTopology::Stacked => node.roles.control_plane,
+        EtcdTopology::External => node.roles.etcd,
+    };
+    if runs_etcd {
+        ports.extend([2379, 2380]);
+    }
+    let port_list: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+    b.step(
+        Phase::Preflight,
+        "host",
+        "swap, kernel >= 4.x, modules loadable, required ports free, time sync",
+        vec![],
+        Some(format!(
+            "kver=$(uname -r | cut -d. -f1); [ \"$kver\" -ge 4 ] || {{ echo \"kernel $(uname -r) is older than 4.x\"; exit 1; }}\n\
+             for m in overlay br_netfilter; do modprobe -n \"$m\" || {{ echo \"module $m cannot be loaded\"; exit 1; }}; done\n\
+             for p in {ports}; do u=$(ss -Hltnp \"sport = :$p\"); [ -z \"$u\" ] && continue; echo \"$u\" | grep -Eq '\"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)\"' || {{ echo \"port $p is in use by: $u\"; exit 1; }}; done\n\
+             cat /sys/class/dmi/id/product_uuid 2>/dev/null || true\n\
+             ip -o link | awk '{{print $2, $(NF-2)}}'\n\
+             date +%s.%N",
+            ports = port_list.join(" ")
+        )),
+        false,
+    );
+
+    let (begin, end) = render::host::hosts_markers(inv);
+    b.step(
+        Phase::Prepare,
+        "hosts",
+        "merge the cluster's names into /etc/hosts between kubeha markers (the rest of the file is kept)",
+        vec![paths::HOSTS_BLOCK.into()],
+        Some(format!(
+            "awk -v b='{begin}' -v e='{end}' '$0==b{{skip=1}} !skip{{print}} $0==e{{skip=0}}' /etc/hosts > /etc/hosts.kubeha.tmp\n\
+             cat {block} >> /etc/hosts.kubeha.tmp\n\
+             cmp -s /etc/hosts.kubeha.tmp /etc/hosts || cp /etc/hosts /etc/hosts.kubeha.bak\n\
+             cat /etc/hosts.kubeha.tmp > /etc/hosts && rm -f /etc/hosts.kubeha.tmp",
+            block = paths::HOSTS_BLOCK
+        )),
+        true,
+    );
+    b.step(
+        Phase::Prepare,
+        "swap-off",
+        "turn swap off now and comment swap lines in /etc/fstab (backup in /etc/fstab.kubeha.bak)",
+        vec![],
+        Some("swapoff -a\nif grep -Eq '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab; then cp /etc/fstab /etc/fstab.kubeha.bak; sed -Ei '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#kubeha# /' /etc/fstab; fi".into()),
+        true,
+    );
+    let mut mods = vec!["overlay", "br_netfilter"];
+    if inv.networking.kube_proxy_mode == KubeProxyMode::Ipvs {
+        mods.extend(["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"]);
+    }
+    b.step(
+        Phase::Prepare,
+        "modules",
+        "load br_netfilter, overlay (and ip_vs for kube-proxy ipvs) now and at boot",
+        vec!["/etc/modules-load.d/kubeha.conf".into()],
+        Some(format!(
+            "for m in {}; do modprobe \"$m\"; done",
+            mods.join(" ")
+        )),
+        true,
+    );
+    b.step(
+        Phase::Prepare,
+        "sysctl",
+        "bridged traffic through iptables, IP forwarding",
+        vec!["/etc/sysctl.d/99-kubeha.conf".into()],
+        Some("sysctl --system >/dev/null".into()),
+        true,
+    );
+    let v = &inv.cluster.kubernetes_version;
+    b.step(
+        Phase::Prepare,
+        "packages",
+        &format!("install containerd and kubelet/kubeadm/kubectl {v}, held at that version"),
+        vec![],
+        Some(format!(
+            "export DEBIAN_FRONTEND=noninteractive\n\
+             if ! dpkg-query -W -f='${{Version}}' kubeadm 2>/dev/null | grep -q '^{v}-'; then\n\
+             \x20 apt-get update -q && apt-get install -y -q apt-transport-https ca-certificates curl gpg containerd conntrack ipvsadm\n\
+             \x20 mkdir -p /etc/apt/keyrings\n\
+             \x20 curl -fsSL https://pkgs.k8s.io/core:/stable:/{stream}/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg\n\
+             \x20 echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/{stream}/deb/ /' > /etc/apt/sources.list.d/kubernetes.list\n\
+             \x20 apt-get update -q && apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true\n\
+             \x20 apt-get install -y -q kubelet='{v}-*' kubeadm='{v}-*' kubectl='{v}-*' && apt-mark hold kubelet kubeadm kubectl\n\
+             fi",
+            stream = v.minor_stream()
+        )),
+        true,
+    );
+    let mut containerd_files = vec![
+        "/etc/containerd/config.toml".to_string(),
+        "/etc/crictl.yaml".to_string(),
+    ];
+    containerd_files.extend(paths_under(artifacts, render::containerd::CERTS_D));
+    containerd_files.extend(paths_under(
+        artifacts,
+        "/etc/systemd/system/containerd.service.d/",
+    ));
+    b.step(
+        Phase::Prepare,
+        "containerd",
+        "containerd with systemd cgroups, the sandbox image and registry mirrors",
+        containerd_files,
+        Some("systemctl daemon-reload\nsystemctl enable containerd >/dev/null 2>&1\nsystemctl restart containerd".into()),
+        true,
+    );
+
+    if !pki_paths.is_empty() {
+        b.step(
+            Phase::Pki,
+            "distribute",
+            "certificates and keys from kubeha's PKI (no --upload-certs window needed)",
+            pki_paths.to_vec(),
+            None,
+            true,
+        );
+    }
+
+    if inv.etcd.topology == EtcdTopology::External && node.roles.etcd {
+        b.step(
+            Phase::Etcd,
+            "member",
+            "external etcd member as a systemd unit, then wait until it is healthy",
+            vec![paths::ETCD_UNIT.into()],
+            Some(format!(
+                "mkdir -p {dir} && chmod 700 {dir}\nsystemctl daemon-reload\nsystemctl enable --now etcd\n\
+                 for i in $(seq 1 60); do ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health && exit 0; sleep 1; done; echo 'etcd did not become healthy in 60s'; exit 1",
+                dir = inv.etcd.data_dir,
+                a = node.address
+            )),
+            true,
+        );
+    }
+
+    if node.roles.control_plane {
+        match inv.frontdoor.kind {
+            FrontdoorKind::Builtin => b.step(
+                Phase::Frontdoor,
+                "builtin",
+                "kubeha front door (VRRP VIP + apiserver load balancer) as a systemd unit",
+                vec![paths::FRONTDOOR_CONFIG.into(), paths::FRONTDOOR_UNIT.into()],
+                Some("systemctl daemon-reload\nsystemctl enable kubeha-frontdoor >/dev/null 2>&1\nsystemctl restart kubeha-frontdoor".into()),
+                true,
+            ),
+            FrontdoorKind::KeepalivedHaproxy => b.step(
+                Phase::Frontdoor,
+                "keepalived-haproxy",
+                "keepalived (VIP) and haproxy (load balancer), configs checked before restart",
+                vec![paths::KEEPALIVED_CONF.into(), paths::KEEPALIVED_CHECK.into(), paths::HAPROXY_CFG.into()],
+                Some(format!(
+                    "command -v keepalived >/dev/null && command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived haproxy curl\n\
+                     haproxy -c -q -f {h}\nkeepalived -t -f {k}\nsystemctl enable haproxy keepalived >/dev/null 2>&1\nsystemctl restart haproxy keepalived",
+                    h = paths::HAPROXY_CFG,
+                    k = paths::KEEPALIVED_CONF
+                )),
+                true,
+            ),
+            FrontdoorKind::External => {}
+        }
+    }
+
+    let guard =
+        "[ -f /etc/kubernetes/kubelet.conf ] && { echo 'already part of the cluster'; exit 0; }";
+    if is_first_cp {
+        b.step(
+            Phase::Init,
+            "kubeadm-init",
+            "kubeadm init with the rendered config; certificates already in place are kept",
+            vec![paths::KUBEADM_INIT.into()],
+            Some(format!(
+                "{guard}\nkubeadm init --config {}",
+                paths::KUBEADM_INIT
+            )),
+            true,
+        );
+        let cni = match inv.networking.cni {
+            Cni::Flannel => Some(format!(
+                "curl -fsSL https://github.com/flannel-io/flannel/releases/download/v0.26.7/kube-flannel.yml | sed 's#10.244.0.0/16#{cidr}#g' | kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -",
+                cidr = inv.networking.pod_cidr
+            )),
+            Cni::Calico => Some(format!(
+                "kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f https://raw.githubusercontent.com/projectcalico/calico/v3.29.3/manifests/tigera-operator.yaml\n\
+                 cat <<'EOF' | kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -\n\
+                 apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata:\n  name: default\nspec:\n  calicoNetwork:\n    ipPools:\n    - cidr: {cidr}\n      encapsulation: VXLANCrossSubnet\n      natOutgoing: Enabled\n      nodeSelector: all()\nEOF",
+                cidr = inv.networking.pod_cidr
+            )),
+            Cni::None => None,
+        };
+        if let Some(run) = cni {
+            b.step(
+                Phase::Cni,
+                "apply",
+                &format!("install the CNI with pod CIDR {}", inv.networking.pod_cidr),
+                vec![],
+                Some(run),
+                true,
+            );
+        }
+    } else if node.roles.control_plane {
+        b.step(
+            Phase::JoinControlPlane,
+            "kubeadm-join",
+            "kubeadm join --control-plane with the distributed certificates",
+            vec![paths::KUBEADM_JOIN.into()],
+            Some(format!(
+                "{guard}\nkubeadm join --config {}",
+                paths::KUBEADM_JOIN
+            )),
+            true,
+        );
+    } else if node.roles.worker {
+        b.step(
+            Phase::JoinWorker,
+            "kubeadm-join",
+            "kubeadm join as a worker",
+            vec![paths::KUBEADM_JOIN.into()],
+            Some(format!(
+                "{guard}\nkubeadm join --config {}",
+                paths::KUBEADM_JOIN
+            )),
+            true,
+        );
+    }
+    if is_first_cp {
+        b.step(
+            Phase::Verify,
+            "cluster",
+            "every node Ready through the VIP endpoint",
+            vec![],
+            Some(format!(
+                "for i in $(seq 1 120); do kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://{ep} get nodes -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -qv True || exit 0; sleep 5; done; echo 'nodes not Ready after 10 minutes'; exit 1",
+                ep = inv.endpoint.host_port()
+            )),
+            false,
+        );
+    }
+    b.steps
+}

@@ -1,0 +1,73 @@
+//! Host preparation files: /etc/hosts block, kernel modules, sysctl, crictl.
+
+use inventory::{Inventory, KubeProxyMode};
+
+use crate::{Artifact, paths};
+
+/// Marker lines around the block kubeha manages inside /etc/hosts; the rest of the file is
+/// the user's and is never touched.
+pub fn hosts_markers(inv: &Inventory) -> (String, String) {
+    (
+        format!(
+            "# BEGIN kubeha cluster {} (managed: edits inside are replaced)",
+            inv.cluster.name
+        ),
+        format!("# END kubeha cluster {}", inv.cluster.name),
+    )
+}
+
+pub fn hosts_block(inv: &Inventory) -> Artifact {
+    let (begin, end) = hosts_markers(inv);
+    let mut s = format!("{begin}\n");
+    if let Some(name) = &inv.endpoint.dns_name {
+        s.push_str(&format!("{} {name}\n", inv.endpoint.vip));
+    }
+    for n in &inv.nodes {
+        s.push_str(&format!("{} {}\n", n.address, n.name));
+    }
+    s.push_str(&format!("{end}\n"));
+    Artifact::text(
+        paths::HOSTS_BLOCK,
+        0o644,
+        "cluster names for /etc/hosts (merged between markers)",
+        s,
+    )
+}
+
+pub fn sysctl(_inv: &Inventory) -> Artifact {
+    let s = "\
+# kubeha: kernel settings Kubernetes needs (bridged traffic through iptables, forwarding)
+net.bridge.bridge-nf-call-iptables = 1
+net.bridge.bridge-nf-call-ip6tables = 1
+net.ipv4.ip_forward = 1
+"
+    .to_string();
+    Artifact::text(
+        "/etc/sysctl.d/99-kubeha.conf",
+        0o644,
+        "kernel parameters",
+        s,
+    )
+}
+
+pub fn modules(inv: &Inventory) -> Artifact {
+    let mut s = String::from("# kubeha: modules loaded at boot\noverlay\nbr_netfilter\n");
+    if inv.networking.kube_proxy_mode == KubeProxyMode::Ipvs {
+        s.push_str("ip_vs\nip_vs_rr\nip_vs_wrr\nip_vs_sh\nnf_conntrack\n");
+    }
+    Artifact::text(
+        "/etc/modules-load.d/kubeha.conf",
+        0o644,
+        "kernel modules",
+        s,
+    )
+}
+
+pub fn crictl() -> Artifact {
+    Artifact::text(
+        "/etc/crictl.yaml",
+        0o644,
+        "crictl talks to containerd",
+        "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\ntimeout: 10\n".into(),
+    )
+}

@@ -1,0 +1,127 @@
+//! systemd units for the services kubeha runs outside Kubernetes.
+
+use inventory::{Inventory, Node};
+
+use crate::kubeadm::etcd_tuning_flags;
+use crate::{Artifact, paths};
+
+pub fn frontdoor() -> Artifact {
+    let s = format!(
+        "\
+# kubeha front door: VRRP VIP + health-checked L4 load balancer for kube-apiserver
+[Unit]
+Description=kubeha front door (VIP + apiserver load balancer)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/local/bin/kubeha frontdoor run -c {cfg}
+# SIGTERM hands the VIP over (priority 0) before the process exits.
+KillSignal=SIGTERM
+TimeoutStopSec=15
+Restart=always
+RestartSec=1
+AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE
+LimitNOFILE=1048576
+
+[Install]
+WantedBy=multi-user.target
+",
+        cfg = paths::FRONTDOOR_CONFIG
+    );
+    Artifact::text(
+        paths::FRONTDOOR_UNIT,
+        0o644,
+        "systemd unit for the front door",
+        s,
+    )
+}
+
+/// External-topology etcd member, seed 004's unit with the inventory's tuning.
+pub fn etcd(inv: &Inventory, node: &Node) -> Artifact {
+    let cluster: Vec<String> = inv
+        .etcd_members()
+        .map(|n| format!("{}=https://{}:2380", n.name, n.address))
+        .collect();
+    let a = node.address;
+    let mut flags: Vec<(String, String)> = vec![
+        ("name".into(), node.name.clone()),
+        ("data-dir".into(), inv.etcd.data_dir.clone()),
+        (
+            "listen-client-urls".into(),
+            format!("https://{a}:2379,https://127.0.0.1:2379"),
+        ),
+        ("advertise-client-urls".into(), format!("https://{a}:2379")),
+        ("listen-peer-urls".into(), format!("https://{a}:2380")),
+        (
+            "initial-advertise-peer-urls".into(),
+            format!("https://{a}:2380"),
+        ),
+        ("initial-cluster".into(), cluster.join(",")),
+        ("initial-cluster-state".into(), "new".into()),
+        (
+            "initial-cluster-token".into(),
+            format!("kubeha-{}", inv.cluster.name),
+        ),
+        ("client-cert-auth".into(), "true".into()),
+        (
+            "trusted-ca-file".into(),
+            "/etc/kubernetes/pki/etcd/ca.crt".into(),
+        ),
+        (
+            "cert-file".into(),
+            "/etc/kubernetes/pki/etcd/server.crt".into(),
+        ),
+        (
+            "key-file".into(),
+            "/etc/kubernetes/pki/etcd/server.key".into(),
+        ),
+        ("peer-client-cert-auth".into(), "true".into()),
+        (
+            "peer-trusted-ca-file".into(),
+            "/etc/kubernetes/pki/etcd/ca.crt".into(),
+        ),
+        (
+            "peer-cert-file".into(),
+            "/etc/kubernetes/pki/etcd/peer.crt".into(),
+        ),
+        (
+            "peer-key-file".into(),
+            "/etc/kubernetes/pki/etcd/peer.key".into(),
+        ),
+    ];
+    flags.extend(
+        etcd_tuning_flags(inv)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+    );
+    let exec: Vec<String> = flags.iter().map(|(k, v)| format!("  --{k}={v}")).collect();
+    let s = format!(
+        "\
+# kubeha: external etcd member {name}
+[Unit]
+Description=etcd member {name} (kubeha)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=notify
+ExecStart=/usr/bin/etcd \\
+{exec}
+Restart=always
+RestartSec=5
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+",
+        name = node.name,
+        exec = exec.join(" \\\n")
+    );
+    Artifact::text(
+        paths::ETCD_UNIT,
+        0o644,
+        "systemd unit for the etcd member",
+        s,
+    )
+}
