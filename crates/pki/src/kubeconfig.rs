@@ -138,9 +138,11 @@ impl Kubeconfig {
         serde_saphyr::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// Renders YAML.
+    /// Renders YAML the way kubeadm does (plain scalars, no folded blocks).
     pub fn to_yaml(&self) -> Result<String, String> {
-        serde_saphyr::to_string(self).map_err(|e| e.to_string())
+        let mut opts = serde_saphyr::SerializerOptions::default();
+        opts.prefer_block_scalars = false;
+        serde_saphyr::to_string_with_options(self, opts).map_err(|e| e.to_string())
     }
 
     /// The user of the current context (or the only user).
@@ -186,6 +188,10 @@ mod tests {
         assert_eq!(back.current_user().unwrap().name, "kubernetes-admin");
         assert_eq!(decode_data(back.current_user().unwrap().user.client_key_data.as_deref().unwrap()).unwrap(), b"KEY");
         assert!(Kubeconfig::parse("clusters: 3").is_err());
+        // Long base64 values stay plain one-line scalars, as kubeadm writes them.
+        let long = "A".repeat(3000);
+        let y = Kubeconfig::new("kubernetes", "https://10.0.0.100:16443", "u", &long, "c", "k").to_yaml().unwrap();
+        assert!(y.contains(&format!("certificate-authority-data: {}\n", base64::engine::general_purpose::STANDARD.encode(&long))), "{y}");
     }
 
     #[test]

@@ -180,7 +180,10 @@ impl Ca {
         let key_pem = key.serialize_pem();
         let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(|e| e.to_string())?;
         Ok(Ca {
-            cert_pem: pem::encode(&pem::Pem::new("CERTIFICATE", der.clone())),
+            cert_pem: pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            ),
             cert_der: der,
             key_pem,
             not_after: info.not_after,
@@ -436,6 +439,7 @@ mod tests {
             assert_eq!(info.not_before, now() - BACKDATE);
             assert_eq!(info.not_after, now() + time::Duration::days(1));
             assert!(!info.is_ca);
+            assert!(!ca.cert_pem.contains('\r') && !pem.contains('\r') && !key.serialize_pem().contains('\r'));
         }
     }
 
