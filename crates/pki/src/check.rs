@@ -42,7 +42,10 @@ pub struct CheckReport {
 impl CheckReport {
     /// Rows expiring in fewer than `warn_days` days (or already expired).
     pub fn expiring(&self, warn_days: i64) -> Vec<&CertRow> {
-        self.rows.iter().filter(|r| r.days_left < warn_days).collect()
+        self.rows
+            .iter()
+            .filter(|r| r.days_left < warn_days)
+            .collect()
     }
 
     /// True when nothing expires within `warn_days` and every file was readable.
@@ -60,8 +63,14 @@ impl CheckReport {
                 [
                     r.source.clone(),
                     r.subject.clone(),
-                    if r.sans.is_empty() { "-".into() } else { r.sans.join(",") },
-                    r.not_after.format(&Rfc3339).unwrap_or_else(|_| r.not_after.to_string()),
+                    if r.sans.is_empty() {
+                        "-".into()
+                    } else {
+                        r.sans.join(",")
+                    },
+                    r.not_after
+                        .format(&Rfc3339)
+                        .unwrap_or_else(|_| r.not_after.to_string()),
                     r.days_left.to_string(),
                     r.issuer.clone(),
                 ]
@@ -126,13 +135,20 @@ pub fn inspect_node_tree(root: &Path, now: OffsetDateTime) -> Result<CheckReport
     Ok(report)
 }
 
-fn inspect_into(root: &Path, dir: &Path, now: OffsetDateTime, report: &mut CheckReport) -> Result<(), PkiError> {
+fn inspect_into(
+    root: &Path,
+    dir: &Path,
+    now: OffsetDateTime,
+    report: &mut CheckReport,
+) -> Result<(), PkiError> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let rd = fs::read_dir(&d).map_err(|e| PkiError::io(&d, e))?;
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(lmeta) = fs::symlink_metadata(&p) else { continue };
+            let Ok(lmeta) = fs::symlink_metadata(&p) else {
+                continue;
+            };
             if lmeta.is_dir() {
                 stack.push(p);
                 continue;
@@ -172,7 +188,11 @@ fn add_pem(source: &str, path: &Path, bytes: &[u8], now: OffsetDateTime, report:
             Ok(info) => {
                 let secs = (info.not_after - now).whole_seconds();
                 report.rows.push(CertRow {
-                    source: if many { format!("{source}[{i}]") } else { source.to_string() },
+                    source: if many {
+                        format!("{source}[{i}]")
+                    } else {
+                        source.to_string()
+                    },
                     subject: info.subject.clone(),
                     sans: info.sans.iter().map(|s| s.to_string()).collect(),
                     not_after: info.not_after,
@@ -187,14 +207,19 @@ fn add_pem(source: &str, path: &Path, bytes: &[u8], now: OffsetDateTime, report:
 }
 
 fn inspect_kubeconfig(rel: &str, path: &Path, now: OffsetDateTime, report: &mut CheckReport) {
-    let text = match fs::read(path).map(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_string())) {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return report.errors.push((path.to_path_buf(), e)),
-        Err(e) => return report.errors.push((path.to_path_buf(), e.to_string())),
-    };
+    let text =
+        match fs::read(path).map(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_string())) {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return report.errors.push((path.to_path_buf(), e)),
+            Err(e) => return report.errors.push((path.to_path_buf(), e.to_string())),
+        };
     let kc = match Kubeconfig::parse(&text) {
         Ok(k) => k,
-        Err(e) => return report.errors.push((path.to_path_buf(), format!("not a kubeconfig: {e}"))),
+        Err(e) => {
+            return report
+                .errors
+                .push((path.to_path_buf(), format!("not a kubeconfig: {e}")));
+        }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     for c in &kc.clusters {
@@ -214,7 +239,13 @@ fn inspect_kubeconfig(rel: &str, path: &Path, now: OffsetDateTime, report: &mut 
         } else if let Some(f) = &u.user.client_certificate {
             let p = dir.join(f);
             match fs::read(&p) {
-                Ok(b) => add_pem(&format!("{rel}#client[{}] -> {}", u.name, p.display()), &p, &b, now, report),
+                Ok(b) => add_pem(
+                    &format!("{rel}#client[{}] -> {}", u.name, p.display()),
+                    &p,
+                    &b,
+                    now,
+                    report,
+                ),
                 Err(e) => report.errors.push((p, format!("referenced by {rel}: {e}"))),
             }
         }

@@ -28,7 +28,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), P
     create_dir(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let mut suffix = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| PkiError::generate("temp name", "CSPRNG failure"))?;
+    aws_lc_rs::rand::fill(&mut suffix)
+        .map_err(|_| PkiError::generate("temp name", "CSPRNG failure"))?;
     let tmp = dir.join(format!(".{name}.tmp-{}", hex::encode(suffix)));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -78,11 +79,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a/b/k.key");
         write_atomic(&p, b"one", KEY_MODE).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         write_atomic(&p, b"two", CERT_MODE).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
-        assert_eq!(fs::metadata(d.path().join("a")).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(
+            fs::metadata(d.path().join("a"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         // No temp files left behind.
         assert_eq!(fs::read_dir(d.path().join("a/b")).unwrap().count(), 1);
         assert_eq!(fix_mode(&p, KEY_MODE).unwrap(), Some(0o644));

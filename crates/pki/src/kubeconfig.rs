@@ -44,10 +44,18 @@ pub struct NamedCluster {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
     /// Base64 PEM of the CA.
-    #[serde(rename = "certificate-authority-data", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate-authority-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate_authority_data: Option<String>,
     /// Path of the CA file.
-    #[serde(rename = "certificate-authority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate-authority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate_authority: Option<String>,
     /// `https://VIP:PORT`.
     #[serde(default)]
@@ -85,22 +93,45 @@ pub struct NamedUser {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct User {
     /// Base64 PEM client certificate.
-    #[serde(rename = "client-certificate-data", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-certificate-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_certificate_data: Option<String>,
     /// Base64 PEM client key.
-    #[serde(rename = "client-key-data", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-key-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_key_data: Option<String>,
     /// Client certificate file (kubelet.conf).
-    #[serde(rename = "client-certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_certificate: Option<String>,
     /// Client key file.
-    #[serde(rename = "client-key", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-key",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_key: Option<String>,
 }
 
 impl Kubeconfig {
     /// The kubeadm shape: cluster `cluster_name`, user `user`, context `user@cluster_name`.
-    pub fn new(cluster_name: &str, server: &str, user: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Self {
+    pub fn new(
+        cluster_name: &str,
+        server: &str,
+        user: &str,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Self {
         let ctx = format!("{user}@{cluster_name}");
         Kubeconfig {
             api_version: "v1".into(),
@@ -147,7 +178,10 @@ impl Kubeconfig {
 
     /// The user of the current context (or the only user).
     pub fn current_user(&self) -> Option<&NamedUser> {
-        let ctx = self.contexts.iter().find(|c| c.name == self.current_context);
+        let ctx = self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context);
         match ctx {
             Some(c) => self.users.iter().find(|u| u.name == c.context.user),
             None if self.users.len() == 1 => self.users.first(),
@@ -157,7 +191,10 @@ impl Kubeconfig {
 
     /// The cluster of the current context (or the only cluster).
     pub fn current_cluster(&self) -> Option<&NamedCluster> {
-        let ctx = self.contexts.iter().find(|c| c.name == self.current_context);
+        let ctx = self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context);
         match ctx {
             Some(c) => self.clusters.iter().find(|k| k.name == c.context.cluster),
             None if self.clusters.len() == 1 => self.clusters.first(),
@@ -178,20 +215,56 @@ mod tests {
 
     #[test]
     fn round_trip_and_shape() {
-        let k = Kubeconfig::new("kubernetes", "https://10.0.0.100:16443", "kubernetes-admin", "CA", "CERT", "KEY");
+        let k = Kubeconfig::new(
+            "kubernetes",
+            "https://10.0.0.100:16443",
+            "kubernetes-admin",
+            "CA",
+            "CERT",
+            "KEY",
+        );
         let y = k.to_yaml().unwrap();
-        assert!(y.contains("current-context: kubernetes-admin@kubernetes"), "{y}");
+        assert!(
+            y.contains("current-context: kubernetes-admin@kubernetes"),
+            "{y}"
+        );
         assert!(y.contains("client-certificate-data: Q0VSVA=="), "{y}");
         assert!(y.contains("server: https://10.0.0.100:16443"), "{y}");
         let back = Kubeconfig::parse(&y).unwrap();
         assert_eq!(back, k);
         assert_eq!(back.current_user().unwrap().name, "kubernetes-admin");
-        assert_eq!(decode_data(back.current_user().unwrap().user.client_key_data.as_deref().unwrap()).unwrap(), b"KEY");
+        assert_eq!(
+            decode_data(
+                back.current_user()
+                    .unwrap()
+                    .user
+                    .client_key_data
+                    .as_deref()
+                    .unwrap()
+            )
+            .unwrap(),
+            b"KEY"
+        );
         assert!(Kubeconfig::parse("clusters: 3").is_err());
         // Long base64 values stay plain one-line scalars, as kubeadm writes them.
         let long = "A".repeat(3000);
-        let y = Kubeconfig::new("kubernetes", "https://10.0.0.100:16443", "u", &long, "c", "k").to_yaml().unwrap();
-        assert!(y.contains(&format!("certificate-authority-data: {}\n", base64::engine::general_purpose::STANDARD.encode(&long))), "{y}");
+        let y = Kubeconfig::new(
+            "kubernetes",
+            "https://10.0.0.100:16443",
+            "u",
+            &long,
+            "c",
+            "k",
+        )
+        .to_yaml()
+        .unwrap();
+        assert!(
+            y.contains(&format!(
+                "certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(&long)
+            )),
+            "{y}"
+        );
     }
 
     #[test]

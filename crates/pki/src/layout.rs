@@ -25,7 +25,12 @@ pub enum CaKind {
 
 impl CaKind {
     /// All of them, in issue order.
-    pub const ALL: [CaKind; 4] = [CaKind::Ca, CaKind::FrontProxyCa, CaKind::EtcdCa, CaKind::ServiceAccount];
+    pub const ALL: [CaKind; 4] = [
+        CaKind::Ca,
+        CaKind::FrontProxyCa,
+        CaKind::EtcdCa,
+        CaKind::ServiceAccount,
+    ];
 
     /// `ca`, `front-proxy-ca`, `etcd-ca`, `sa` (the `--replace-ca` names).
     pub fn name(self) -> &'static str {
@@ -258,7 +263,12 @@ pub(crate) fn kubeconfigs(spec: &PkiSpec) -> Vec<KubeconfigDef> {
             template: LeafTemplate::client(cn, org),
         })
     };
-    add("admin.conf", "kubernetes-admin", "kubernetes-admin", Some(admin_group(spec)));
+    add(
+        "admin.conf",
+        "kubernetes-admin",
+        "kubernetes-admin",
+        Some(admin_group(spec)),
+    );
     if spec.kubernetes_version.has_super_admin() {
         add(
             "super-admin.conf",
@@ -273,7 +283,12 @@ pub(crate) fn kubeconfigs(spec: &PkiSpec) -> Vec<KubeconfigDef> {
         "system:kube-controller-manager",
         None,
     );
-    add("scheduler.conf", "system:kube-scheduler", "system:kube-scheduler", None);
+    add(
+        "scheduler.conf",
+        "system:kube-scheduler",
+        "system:kube-scheduler",
+        None,
+    );
     v
 }
 
@@ -301,8 +316,16 @@ pub(crate) fn node_files(spec: &PkiSpec) -> BTreeMap<String, Vec<NodeFile>> {
             files.insert(dest.clone(), NodeFile { dest, source, mode });
         };
         let pair = |add: &mut dyn FnMut(String, String, u32), name: &str, source_dir: &str| {
-            add(format!("pki/{name}.crt"), format!("{source_dir}/{name}.crt"), CERT_MODE);
-            add(format!("pki/{name}.key"), format!("{source_dir}/{name}.key"), KEY_MODE);
+            add(
+                format!("pki/{name}.crt"),
+                format!("{source_dir}/{name}.crt"),
+                CERT_MODE,
+            );
+            add(
+                format!("pki/{name}.key"),
+                format!("{source_dir}/{name}.key"),
+                KEY_MODE,
+            );
         };
         if roles.control_plane {
             for n in [
@@ -317,9 +340,17 @@ pub(crate) fn node_files(spec: &PkiSpec) -> BTreeMap<String, Vec<NodeFile>> {
             }
             add("pki/sa.key".into(), "cluster/pki/sa.key".into(), KEY_MODE);
             add("pki/sa.pub".into(), "cluster/pki/sa.pub".into(), CERT_MODE);
-            add("pki/etcd/ca.crt".into(), "cluster/pki/etcd/ca.crt".into(), CERT_MODE);
+            add(
+                "pki/etcd/ca.crt".into(),
+                "cluster/pki/etcd/ca.crt".into(),
+                CERT_MODE,
+            );
             if roles.etcd {
-                add("pki/etcd/ca.key".into(), "cluster/pki/etcd/ca.key".into(), KEY_MODE);
+                add(
+                    "pki/etcd/ca.key".into(),
+                    "cluster/pki/etcd/ca.key".into(),
+                    KEY_MODE,
+                );
             }
             for k in kubeconfigs(spec) {
                 if k.name == "super-admin.conf" && Some(node.name.as_str()) != first_cp {
@@ -329,7 +360,11 @@ pub(crate) fn node_files(spec: &PkiSpec) -> BTreeMap<String, Vec<NodeFile>> {
             }
         }
         if roles.etcd {
-            add("pki/etcd/ca.crt".into(), "cluster/pki/etcd/ca.crt".into(), CERT_MODE);
+            add(
+                "pki/etcd/ca.crt".into(),
+                "cluster/pki/etcd/ca.crt".into(),
+                CERT_MODE,
+            );
             pair(&mut add, "etcd/healthcheck-client", "cluster/pki");
             let member = format!("members/{}/pki", node.name);
             pair(&mut add, "etcd/server", &member);

@@ -19,6 +19,8 @@ pub use error::PkiError;
 pub use fsutil::{CERT_MODE, KEY_MODE};
 pub use layout::CaKind;
 pub use spec::{Endpoint, KeyType, KubeVersion, NodeId, PkiSpec, Roles};
-pub use store::{Action, Artifact, IssueOptions, NODE_ROOT, RenewOptions, Report, ReportEntry, Store};
+pub use store::{
+    Action, Artifact, IssueOptions, NODE_ROOT, RenewOptions, Report, ReportEntry, Store,
+};
 pub use token::{BootstrapToken, IssuedToken, generate_token, parse_duration};
 pub use x509::{CertInfo, San, Usage, discovery_hash};

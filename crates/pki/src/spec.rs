@@ -137,7 +137,11 @@ pub struct PkiSpec {
 
 impl PkiSpec {
     /// A spec with kubeadm's defaults and stacked etcd (`etcd = control_plane`).
-    pub fn new(cluster_name: impl Into<String>, endpoint: Endpoint, control_plane: Vec<NodeId>) -> Self {
+    pub fn new(
+        cluster_name: impl Into<String>,
+        endpoint: Endpoint,
+        control_plane: Vec<NodeId>,
+    ) -> Self {
         PkiSpec {
             cluster_name: cluster_name.into(),
             cluster_domain: "cluster.local".into(),
@@ -181,10 +185,16 @@ impl PkiSpec {
     pub fn validate(&self) -> Result<(), PkiError> {
         let err = |m: String| Err(PkiError::InvalidSpec(m));
         if !is_dns_name(&self.cluster_name) {
-            return err(format!("cluster name {:?} is not a DNS-1123 name", self.cluster_name));
+            return err(format!(
+                "cluster name {:?} is not a DNS-1123 name",
+                self.cluster_name
+            ));
         }
         if !is_dns_name(&self.cluster_domain) {
-            return err(format!("cluster domain {:?} is not a DNS name", self.cluster_domain));
+            return err(format!(
+                "cluster domain {:?} is not a DNS name",
+                self.cluster_domain
+            ));
         }
         self.first_service_ip()?;
         if self.control_plane.is_empty() {
@@ -197,7 +207,10 @@ impl PkiSpec {
             let mut seen = std::collections::BTreeSet::new();
             for n in list.iter() {
                 if !is_dns_name(&n.name) {
-                    return err(format!("{what} node name {:?} is not a DNS-1123 name", n.name));
+                    return err(format!(
+                        "{what} node name {:?} is not a DNS-1123 name",
+                        n.name
+                    ));
                 }
                 if !seen.insert(n.name.as_str()) {
                     return err(format!("{what} node {:?} listed twice", n.name));
@@ -216,11 +229,15 @@ impl PkiSpec {
         }
         for s in &self.extra_sans {
             if s.parse::<IpAddr>().is_err() && !is_dns_name(s.strip_prefix("*.").unwrap_or(s)) {
-                return err(format!("extra SAN {s:?} is neither an IP address nor a DNS name"));
+                return err(format!(
+                    "extra SAN {s:?} is neither an IP address nor a DNS name"
+                ));
             }
         }
         if self.ca_validity.as_secs() < 24 * 3600 || self.leaf_validity.as_secs() < 3600 {
-            return err("CA validity must be at least 1 day and leaf validity at least 1 hour".into());
+            return err(
+                "CA validity must be at least 1 day and leaf validity at least 1 hour".into(),
+            );
         }
         if self.ca_validity.as_secs() > 100 * 365 * 24 * 3600 {
             return err("CA validity over 100 years".into());
@@ -244,12 +261,17 @@ impl PkiSpec {
     /// leaf_validity: 8760h              # optional
     /// ```
     pub fn from_yaml(text: &str) -> Result<Self, PkiError> {
-        let f: SpecFile = serde_saphyr::from_str(text).map_err(|e| PkiError::InvalidSpec(e.to_string()))?;
+        let f: SpecFile =
+            serde_saphyr::from_str(text).map_err(|e| PkiError::InvalidSpec(e.to_string()))?;
         let endpoint = Endpoint {
             vip: f.endpoint.vip,
             port: f.endpoint.port.unwrap_or(16443),
         };
-        let mut spec = PkiSpec::new(f.cluster_name.unwrap_or_else(|| "kubernetes".into()), endpoint, f.control_plane);
+        let mut spec = PkiSpec::new(
+            f.cluster_name.unwrap_or_else(|| "kubernetes".into()),
+            endpoint,
+            f.control_plane,
+        );
         if let Some(d) = f.cluster_domain {
             spec.cluster_domain = d;
         }
@@ -318,7 +340,9 @@ pub(crate) fn is_dns_name(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -342,7 +366,11 @@ pub fn first_ip_of_cidr(cidr: &str) -> Result<IpAddr, PkiError> {
             if len > 126 {
                 return Err(bad("prefix too long (at most /126)"));
             }
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             Ok(IpAddr::V6(((u128::from(a) & mask) + 1).into()))
         }
     }
@@ -365,9 +393,18 @@ mod tests {
 
     #[test]
     fn service_ip_is_network_plus_one() {
-        assert_eq!(first_ip_of_cidr("10.96.0.0/12").unwrap().to_string(), "10.96.0.1");
-        assert_eq!(first_ip_of_cidr("10.100.7.9/16").unwrap().to_string(), "10.100.0.1");
-        assert_eq!(first_ip_of_cidr("fd00:10:96::/108").unwrap().to_string(), "fd00:10:96::1");
+        assert_eq!(
+            first_ip_of_cidr("10.96.0.0/12").unwrap().to_string(),
+            "10.96.0.1"
+        );
+        assert_eq!(
+            first_ip_of_cidr("10.100.7.9/16").unwrap().to_string(),
+            "10.100.0.1"
+        );
+        assert_eq!(
+            first_ip_of_cidr("fd00:10:96::/108").unwrap().to_string(),
+            "fd00:10:96::1"
+        );
         assert!(first_ip_of_cidr("10.96.0.0").is_err());
         assert!(first_ip_of_cidr("10.96.0.0/32").is_err());
         assert!(first_ip_of_cidr("banana/12").is_err());
@@ -384,7 +421,12 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = spec();
         s.etcd[0].address = "192.168.0.99".parse().unwrap();
-        assert!(s.validate().unwrap_err().to_string().contains("as etcd member"));
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("as etcd member")
+        );
         let mut s = spec();
         s.control_plane.push(s.control_plane[0].clone());
         assert!(s.validate().unwrap_err().to_string().contains("twice"));

@@ -24,7 +24,10 @@ use crate::fsutil::{CERT_MODE, KEY_MODE, create_dir, fix_mode, read_opt, write_a
 use crate::kubeconfig::{Kubeconfig, decode_data};
 use crate::layout::{self, CaKind, KubeconfigDef, LeafDef};
 use crate::spec::{KeyType, PkiSpec};
-use crate::x509::{BACKDATE, Ca, LeafTemplate, generate_key, key_type_of, parse_cert, parse_key, pem_certs, public_key_pem, verify_signed_by};
+use crate::x509::{
+    BACKDATE, Ca, LeafTemplate, generate_key, key_type_of, parse_cert, parse_key, pem_certs,
+    public_key_pem, verify_signed_by,
+};
 
 /// Where `/etc/kubernetes` artifacts are rooted on a node.
 pub const NODE_ROOT: &str = "/etc/kubernetes";
@@ -119,7 +122,13 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let w = self.entries.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
+        let w = self
+            .entries
+            .iter()
+            .map(|e| e.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         for e in &self.entries {
             writeln!(f, "{:<w$}  {}", e.name, e.action)?;
         }
@@ -148,7 +157,13 @@ pub struct Artifact {
 
 impl fmt::Debug for Artifact {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Artifact({} {:o} {} bytes)", self.path.display(), self.mode, self.bytes.len())
+        write!(
+            f,
+            "Artifact({} {:o} {} bytes)",
+            self.path.display(),
+            self.mode,
+            self.bytes.len()
+        )
     }
 }
 
@@ -195,7 +210,12 @@ impl Store {
     /// Existing CAs are always reused; a CA that cannot be reused (expired, key missing or not
     /// matching, unreadable) is an error unless named in `opts.replace_ca`. Leaves are reused
     /// when valid for the spec and reissued (with the reason) otherwise.
-    pub fn issue(&self, spec: &PkiSpec, now: OffsetDateTime, opts: &IssueOptions) -> Result<Report, PkiError> {
+    pub fn issue(
+        &self,
+        spec: &PkiSpec,
+        now: OffsetDateTime,
+        opts: &IssueOptions,
+    ) -> Result<Report, PkiError> {
         spec.validate()?;
         let mut report = Report::default();
 
@@ -228,14 +248,20 @@ impl Store {
                         _ => "requested with --replace-ca".into(),
                     };
                     self.move_aside(kind, now)?;
-                    Action::Replaced(format!("{why}; old files in replaced/{}/", now.unix_timestamp()))
+                    Action::Replaced(format!(
+                        "{why}; old files in replaced/{}/",
+                        now.unix_timestamp()
+                    ))
                 }
                 Loaded::Ok(existing) => {
                     self.check_key_mode(kind.key_rel(), &mut report)?;
                     match existing {
                         CaOrSa::Ca(ca) => {
                             let left = ca.not_after - now;
-                            if left < time::Duration::try_from(opts.renew_before).unwrap_or(time::Duration::MAX) {
+                            if left
+                                < time::Duration::try_from(opts.renew_before)
+                                    .unwrap_or(time::Duration::MAX)
+                            {
                                 report.warnings.push(format!(
                                     "{} expires on {} ({} days); plan a CA rotation (--replace-ca {})",
                                     kind.name(),
@@ -259,8 +285,16 @@ impl Store {
                         CaOrSa::Sa(key) => {
                             let pub_pem = public_key_pem(&key);
                             if self.read(kind.cert_rel())?.as_deref() != Some(pub_pem.as_bytes()) {
-                                write_atomic(&self.p(kind.cert_rel()), pub_pem.as_bytes(), CERT_MODE)?;
-                                report.push(kind.name(), kind.cert_rel(), Action::Rewritten("sa.pub derived again from sa.key".into()));
+                                write_atomic(
+                                    &self.p(kind.cert_rel()),
+                                    pub_pem.as_bytes(),
+                                    CERT_MODE,
+                                )?;
+                                report.push(
+                                    kind.name(),
+                                    kind.cert_rel(),
+                                    Action::Rewritten("sa.pub derived again from sa.key".into()),
+                                );
                                 sa_key = Some(key);
                                 continue;
                             }
@@ -275,8 +309,16 @@ impl Store {
             // Create (or replace).
             if kind == CaKind::ServiceAccount {
                 let key = generate_key(spec.key_type)?;
-                write_atomic(&self.p(kind.key_rel()), key.serialize_pem().as_bytes(), KEY_MODE)?;
-                write_atomic(&self.p(kind.cert_rel()), public_key_pem(&key).as_bytes(), CERT_MODE)?;
+                write_atomic(
+                    &self.p(kind.key_rel()),
+                    key.serialize_pem().as_bytes(),
+                    KEY_MODE,
+                )?;
+                write_atomic(
+                    &self.p(kind.cert_rel()),
+                    public_key_pem(&key).as_bytes(),
+                    CERT_MODE,
+                )?;
                 sa_key = Some(key);
             } else {
                 let ca = Ca::generate(kind.cn(), spec.key_type, spec.ca_validity, now)?;
@@ -300,7 +342,8 @@ impl Store {
             report.push(&def.name, &def.cert_rel, action);
         }
         for k in layout::kubeconfigs(spec) {
-            let (action, warning) = self.ensure_kubeconfig(&k, &cas[&CaKind::Ca], spec, now, opts)?;
+            let (action, warning) =
+                self.ensure_kubeconfig(&k, &cas[&CaKind::Ca], spec, now, opts)?;
             report.warnings.extend(warning);
             self.check_key_mode(&k.rel, &mut report)?;
             report.push(&k.name, &k.rel, action);
@@ -313,13 +356,18 @@ impl Store {
     /// Per node, every file it needs, with its absolute path under /etc/kubernetes, its mode
     /// and its bytes, read from the store (run [`Store::issue`] first). Control-plane joins
     /// need no `--upload-certs` with these.
-    pub fn node_artifacts(&self, spec: &PkiSpec) -> Result<BTreeMap<String, Vec<Artifact>>, PkiError> {
+    pub fn node_artifacts(
+        &self,
+        spec: &PkiSpec,
+    ) -> Result<BTreeMap<String, Vec<Artifact>>, PkiError> {
         spec.validate()?;
         let mut out = BTreeMap::new();
         for (node, files) in layout::node_files(spec) {
             let mut v = Vec::with_capacity(files.len());
             for f in files {
-                let bytes = self.read(&f.source)?.ok_or_else(|| PkiError::NotIssued(self.p(&f.source)))?;
+                let bytes = self
+                    .read(&f.source)?
+                    .ok_or_else(|| PkiError::NotIssued(self.p(&f.source)))?;
                 v.push(Artifact {
                     path: Path::new(NODE_ROOT).join(&f.dest),
                     mode: f.mode,
@@ -347,7 +395,11 @@ impl Store {
                     write_atomic(&dest, &a.bytes, a.mode)?;
                     n += 1;
                 } else if let Some(old) = fix_mode(&dest, a.mode)? {
-                    report.warnings.push(format!("{} had mode {old:o}; set to {:o}", dest.display(), a.mode));
+                    report.warnings.push(format!(
+                        "{} had mode {old:o}; set to {:o}",
+                        dest.display(),
+                        a.mode
+                    ));
                 }
             }
             report.node_files_written.insert(node.clone(), n);
@@ -367,7 +419,9 @@ impl Store {
 
     fn check_key_mode(&self, rel: &str, report: &mut Report) -> Result<(), PkiError> {
         if let Some(old) = fix_mode(&self.p(rel), KEY_MODE)? {
-            report.warnings.push(format!("{rel} had mode {old:o}; set to 600"));
+            report
+                .warnings
+                .push(format!("{rel} had mode {old:o}; set to 600"));
         }
         Ok(())
     }
@@ -375,7 +429,7 @@ impl Store {
     fn load_ca(&self, kind: CaKind, now: OffsetDateTime) -> Result<Loaded<CaOrSa>, PkiError> {
         let cert = self.read(kind.cert_rel())?;
         let key = self.read(kind.key_rel())?;
-        let file = |rel: &str| rel.rsplit('/').next().unwrap_or(rel).to_string();
+        let file = |rel: &str| rel.strip_prefix("cluster/pki/").unwrap_or(rel).to_string();
         if kind == CaKind::ServiceAccount {
             return Ok(match (key, cert) {
                 (None, None) => Loaded::Missing,
@@ -392,14 +446,19 @@ impl Store {
             (None, Some(_)) => Loaded::Unusable(format!("{} is missing", file(kind.cert_rel()))),
             (Some(c), Some(k)) => match Ca::load(&c, &k) {
                 Err(e) => Loaded::Unusable(e),
-                Ok(ca) if ca.not_after <= now => Loaded::Unusable(format!("expired on {}", ca.not_after)),
+                Ok(ca) if ca.not_after <= now => {
+                    Loaded::Unusable(format!("expired on {}", ca.not_after))
+                }
                 Ok(ca) => Loaded::Ok(CaOrSa::Ca(ca)),
             },
         })
     }
 
     fn move_aside(&self, kind: CaKind, now: OffsetDateTime) -> Result<(), PkiError> {
-        let dir = self.root.join("replaced").join(now.unix_timestamp().to_string());
+        let dir = self
+            .root
+            .join("replaced")
+            .join(now.unix_timestamp().to_string());
         for rel in [kind.cert_rel(), kind.key_rel()] {
             let from = self.p(rel);
             if from.exists() {
@@ -424,14 +483,26 @@ impl Store {
         let action = if cert.is_none() && key.is_none() {
             Action::Created
         } else {
-            match judge_leaf(cert.as_deref(), key.as_deref(), &def.template, ca, spec.key_type, now, opts.renew_before) {
+            match judge_leaf(
+                cert.as_deref(),
+                key.as_deref(),
+                &def.template,
+                ca,
+                spec.key_type,
+                now,
+                opts.renew_before,
+            ) {
                 Ok(()) => return Ok((Action::Reused, None)),
                 Err(reason) => Action::Reissued(reason),
             }
         };
         let key = generate_key(spec.key_type)?;
         let (pem, capped) = ca.sign(&def.template, &key, spec.leaf_validity, now)?;
-        write_atomic(&self.p(&def.key_rel), key.serialize_pem().as_bytes(), KEY_MODE)?;
+        write_atomic(
+            &self.p(&def.key_rel),
+            key.serialize_pem().as_bytes(),
+            KEY_MODE,
+        )?;
         write_atomic(&self.p(&def.cert_rel), pem.as_bytes(), CERT_MODE)?;
         Ok((action, capped.then(|| capped_warning(&def.name))))
     }
@@ -447,23 +518,44 @@ impl Store {
         let path = self.p(&def.rel);
         let server = spec.endpoint.url();
         let render = |cert: &str, key: &str| {
-            Kubeconfig::new(&spec.cluster_name, &server, &def.user, &ca.cert_pem, cert, key)
-                .to_yaml()
-                .map_err(|msg| PkiError::Kubeconfig { path: path.clone(), msg })
+            Kubeconfig::new(
+                &spec.cluster_name,
+                &server,
+                &def.user,
+                &ca.cert_pem,
+                cert,
+                key,
+            )
+            .to_yaml()
+            .map_err(|msg| PkiError::Kubeconfig {
+                path: path.clone(),
+                msg,
+            })
         };
         let action = match read_opt(&path)? {
             None => Action::Created,
             Some(bytes) => match existing_credentials(&bytes) {
                 Err(reason) => Action::Reissued(reason),
                 Ok((old, cert, key)) => {
-                    match judge_leaf(Some(cert.as_bytes()), Some(key.as_bytes()), &def.template, ca, spec.key_type, now, opts.renew_before) {
+                    match judge_leaf(
+                        Some(cert.as_bytes()),
+                        Some(key.as_bytes()),
+                        &def.template,
+                        ca,
+                        spec.key_type,
+                        now,
+                        opts.renew_before,
+                    ) {
                         Err(reason) => Action::Reissued(reason),
                         Ok(()) => {
                             let text = render(&cert, &key)?;
                             if text.as_bytes() == bytes.as_slice() {
                                 return Ok((Action::Reused, None));
                             }
-                            let old_server = old.current_cluster().map(|c| c.cluster.server.clone()).unwrap_or_default();
+                            let old_server = old
+                                .current_cluster()
+                                .map(|c| c.cluster.server.clone())
+                                .unwrap_or_default();
                             let why = if old_server != server {
                                 format!("server changed from {old_server} to {server}")
                             } else {
@@ -485,7 +577,11 @@ impl Store {
 
     /// Names [`Store::renew`] accepts, from what exists in the store.
     pub fn leaf_names(&self) -> Result<Vec<String>, PkiError> {
-        Ok(self.existing_leaves()?.into_iter().map(|l| l.name).collect())
+        Ok(self
+            .existing_leaves()?
+            .into_iter()
+            .map(|l| l.name)
+            .collect())
     }
 
     fn existing_leaves(&self) -> Result<Vec<Existing>, PkiError> {
@@ -531,7 +627,12 @@ impl Store {
     /// `etcd/server[m1]`, `admin.conf`, or a base name such as `etcd/server` for every
     /// member) with the existing CAs, new keys, the same subject, SANs and usages, then
     /// refreshes the files of the existing `nodes/<node>/` trees.
-    pub fn renew(&self, now: OffsetDateTime, only: Option<&str>, opts: &RenewOptions) -> Result<Report, PkiError> {
+    pub fn renew(
+        &self,
+        now: OffsetDateTime,
+        only: Option<&str>,
+        opts: &RenewOptions,
+    ) -> Result<Report, PkiError> {
         let all = self.existing_leaves()?;
         if all.is_empty() {
             return Err(PkiError::NotIssued(self.p("cluster/pki/apiserver.crt")));
@@ -543,7 +644,11 @@ impl Store {
         if chosen.is_empty() {
             return Err(PkiError::UnknownName {
                 name: only.unwrap_or_default().into(),
-                known: all.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: all
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let mut cas = BTreeMap::new();
@@ -559,13 +664,19 @@ impl Store {
                         breaks: kind.breaks().into(),
                     });
                 }
-                Loaded::Ok(CaOrSa::Sa(_)) => return Err(PkiError::bad(self.p(kind.cert_rel()), "not a CA")),
+                Loaded::Ok(CaOrSa::Sa(_)) => {
+                    return Err(PkiError::bad(self.p(kind.cert_rel()), "not a CA"));
+                }
             };
             cas.insert(kind, ca);
         }
         let mut report = Report::default();
         for l in chosen {
-            let signer = if l.kubeconfig { CaKind::Ca } else { layout::signer_of(&l.name) };
+            let signer = if l.kubeconfig {
+                CaKind::Ca
+            } else {
+                layout::signer_of(&l.name)
+            };
             let ca = &cas[&signer];
             let warning = if l.kubeconfig {
                 self.renew_kubeconfig(l, ca, now, opts)?
@@ -579,39 +690,78 @@ impl Store {
         Ok(report)
     }
 
-    fn renew_leaf(&self, l: &Existing, ca: &Ca, now: OffsetDateTime, opts: &RenewOptions) -> Result<Option<String>, PkiError> {
+    fn renew_leaf(
+        &self,
+        l: &Existing,
+        ca: &Ca,
+        now: OffsetDateTime,
+        opts: &RenewOptions,
+    ) -> Result<Option<String>, PkiError> {
         let path = self.p(&l.cert_rel);
-        let bytes = self.read(&l.cert_rel)?.ok_or_else(|| PkiError::NotIssued(path.clone()))?;
+        let bytes = self
+            .read(&l.cert_rel)?
+            .ok_or_else(|| PkiError::NotIssued(path.clone()))?;
         let info = pem_certs(&bytes)
             .and_then(|d| parse_cert(&d[0]))
             .map_err(|m| PkiError::bad(&path, m))?;
         let old_key = self.read(&l.key_rel)?.and_then(|k| parse_key(&k).ok());
-        let (tmpl, kt, validity) = renewal_params(&info, old_key.as_ref(), opts).map_err(|m| PkiError::bad(&path, m))?;
+        let (tmpl, kt, validity) =
+            renewal_params(&info, old_key.as_ref(), opts).map_err(|m| PkiError::bad(&path, m))?;
         let key = generate_key(kt)?;
         let (pem, capped) = ca.sign(&tmpl, &key, validity, now)?;
-        write_atomic(&self.p(&l.key_rel), key.serialize_pem().as_bytes(), KEY_MODE)?;
+        write_atomic(
+            &self.p(&l.key_rel),
+            key.serialize_pem().as_bytes(),
+            KEY_MODE,
+        )?;
         write_atomic(&path, pem.as_bytes(), CERT_MODE)?;
         Ok(capped.then(|| capped_warning(&l.name)))
     }
 
-    fn renew_kubeconfig(&self, l: &Existing, ca: &Ca, now: OffsetDateTime, opts: &RenewOptions) -> Result<Option<String>, PkiError> {
+    fn renew_kubeconfig(
+        &self,
+        l: &Existing,
+        ca: &Ca,
+        now: OffsetDateTime,
+        opts: &RenewOptions,
+    ) -> Result<Option<String>, PkiError> {
         let path = self.p(&l.cert_rel);
-        let bytes = self.read(&l.cert_rel)?.ok_or_else(|| PkiError::NotIssued(path.clone()))?;
-        let (mut kc, cert, key) = existing_credentials(&bytes).map_err(|msg| PkiError::Kubeconfig { path: path.clone(), msg })?;
+        let bytes = self
+            .read(&l.cert_rel)?
+            .ok_or_else(|| PkiError::NotIssued(path.clone()))?;
+        let (mut kc, cert, key) =
+            existing_credentials(&bytes).map_err(|msg| PkiError::Kubeconfig {
+                path: path.clone(),
+                msg,
+            })?;
         let info = pem_certs(cert.as_bytes())
             .and_then(|d| parse_cert(&d[0]))
-            .map_err(|msg| PkiError::Kubeconfig { path: path.clone(), msg })?;
+            .map_err(|msg| PkiError::Kubeconfig {
+                path: path.clone(),
+                msg,
+            })?;
         let old_key = parse_key(key.as_bytes()).ok();
-        let (tmpl, kt, validity) = renewal_params(&info, old_key.as_ref(), opts).map_err(|msg| PkiError::Kubeconfig { path: path.clone(), msg })?;
+        let (tmpl, kt, validity) =
+            renewal_params(&info, old_key.as_ref(), opts).map_err(|msg| PkiError::Kubeconfig {
+                path: path.clone(),
+                msg,
+            })?;
         let new_key = generate_key(kt)?;
         let (pem, capped) = ca.sign(&tmpl, &new_key, validity, now)?;
         let fresh = Kubeconfig::new("x", "x", "x", &ca.cert_pem, &pem, &new_key.serialize_pem());
         let user_name = kc.current_user().map(|u| u.name.clone());
-        for u in kc.users.iter_mut().filter(|u| Some(&u.name) == user_name.as_ref()) {
+        for u in kc
+            .users
+            .iter_mut()
+            .filter(|u| Some(&u.name) == user_name.as_ref())
+        {
             u.user.client_certificate_data = fresh.users[0].user.client_certificate_data.clone();
             u.user.client_key_data = fresh.users[0].user.client_key_data.clone();
         }
-        let text = kc.to_yaml().map_err(|msg| PkiError::Kubeconfig { path: path.clone(), msg })?;
+        let text = kc.to_yaml().map_err(|msg| PkiError::Kubeconfig {
+            path: path.clone(),
+            msg,
+        })?;
         write_atomic(&path, text.as_bytes(), KEY_MODE)?;
         Ok(capped.then(|| capped_warning(&l.name)))
     }
@@ -623,15 +773,22 @@ impl Store {
             let base = self.node_dir(&node);
             let mut n = 0;
             for rel in walk_files(&base)? {
-                let src = if rel.starts_with("pki/etcd/server.") || rel.starts_with("pki/etcd/peer.") {
-                    format!("members/{node}/{rel}")
-                } else {
-                    format!("cluster/{rel}")
+                let src =
+                    if rel.starts_with("pki/etcd/server.") || rel.starts_with("pki/etcd/peer.") {
+                        format!("members/{node}/{rel}")
+                    } else {
+                        format!("cluster/{rel}")
+                    };
+                let Some(bytes) = self.read(&src)? else {
+                    continue;
                 };
-                let Some(bytes) = self.read(&src)? else { continue };
                 let dest = base.join(&rel);
                 if read_opt(&dest)?.as_deref() != Some(bytes.as_slice()) {
-                    let mode = if rel.ends_with(".key") || rel.ends_with(".conf") { KEY_MODE } else { CERT_MODE };
+                    let mode = if rel.ends_with(".key") || rel.ends_with(".conf") {
+                        KEY_MODE
+                    } else {
+                        CERT_MODE
+                    };
                     write_atomic(&dest, &bytes, mode)?;
                     n += 1;
                 }
@@ -655,7 +812,10 @@ enum CaOrSa {
 }
 
 fn ca_key_type(ca: &Ca) -> Option<KeyType> {
-    parse_key(ca.key_pem.as_bytes()).ok().as_ref().and_then(key_type_of)
+    parse_key(ca.key_pem.as_bytes())
+        .ok()
+        .as_ref()
+        .and_then(key_type_of)
 }
 
 fn capped_warning(name: &str) -> String {
@@ -668,9 +828,9 @@ fn renewal_params(
     old_key: Option<&KeyPair>,
     opts: &RenewOptions,
 ) -> Result<(LeafTemplate, KeyType, Duration), String> {
-    let tmpl = info
-        .template()
-        .ok_or("certificate has no CN or no serverAuth/clientAuth usage; cannot renew it as it is")?;
+    let tmpl = info.template().ok_or(
+        "certificate has no CN or no serverAuth/clientAuth usage; cannot renew it as it is",
+    )?;
     let kt = old_key
         .and_then(key_type_of)
         .or_else(|| info.key_type())
@@ -678,7 +838,9 @@ fn renewal_params(
     let validity = match opts.leaf_validity {
         Some(v) => v,
         None => {
-            let secs = (info.not_after - info.not_before - BACKDATE).whole_seconds().max(3600);
+            let secs = (info.not_after - info.not_before - BACKDATE)
+                .whole_seconds()
+                .max(3600);
             Duration::from_secs(secs as u64)
         }
     };
@@ -697,7 +859,9 @@ fn judge_leaf(
 ) -> Result<(), String> {
     let cert = cert.ok_or("certificate missing")?;
     let key = key.ok_or("key missing")?;
-    let der = pem_certs(cert).map_err(|e| format!("certificate unreadable: {e}"))?.remove(0);
+    let der = pem_certs(cert)
+        .map_err(|e| format!("certificate unreadable: {e}"))?
+        .remove(0);
     let info = parse_cert(&der).map_err(|e| format!("certificate unreadable: {e}"))?;
     let key = parse_key(key).map_err(|e| format!("key unreadable: {e}"))?;
     if info.public_key != rcgen::PublicKeyData::der_bytes(&key) {
@@ -718,8 +882,16 @@ fn judge_leaf(
         return Err(format!("subject changed (was {})", info.subject));
     }
     if info.sans != t.sans {
-        let added: Vec<String> = t.sans.difference(&info.sans).map(|s| s.to_string()).collect();
-        let removed: Vec<String> = info.sans.difference(&t.sans).map(|s| s.to_string()).collect();
+        let added: Vec<String> = t
+            .sans
+            .difference(&info.sans)
+            .map(|s| s.to_string())
+            .collect();
+        let removed: Vec<String> = info
+            .sans
+            .difference(&t.sans)
+            .map(|s| s.to_string())
+            .collect();
         let mut parts = Vec::new();
         if !added.is_empty() {
             parts.push(format!("added {}", added.join(", ")));
@@ -736,7 +908,9 @@ fn judge_leaf(
     if have_kt != Some(want_kt) {
         return Err(format!(
             "key type is {}, the spec asks for {want_kt}",
-            have_kt.map(|k| k.to_string()).unwrap_or_else(|| "other".into())
+            have_kt
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "other".into())
         ));
     }
     Ok(())
@@ -751,7 +925,10 @@ fn existing_credentials(bytes: &[u8]) -> Result<(Kubeconfig, String, String), St
         let d = f.as_deref().ok_or(format!("kubeconfig has no {what}"))?;
         String::from_utf8(decode_data(d)?).map_err(|_| format!("{what} is not PEM text"))
     };
-    let cert = data(&user.user.client_certificate_data, "client-certificate-data")?;
+    let cert = data(
+        &user.user.client_certificate_data,
+        "client-certificate-data",
+    )?;
     let key = data(&user.user.client_key_data, "client-key-data")?;
     Ok((kc, cert, key))
 }
@@ -778,7 +955,11 @@ fn walk_files(base: &Path) -> Result<Vec<String>, PkiError> {
     while let Some((dir, prefix)) = stack.pop() {
         for name in list_dir(&dir)? {
             let p = dir.join(&name);
-            let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+            let rel = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
             let meta = fs::symlink_metadata(&p).map_err(|e| PkiError::io(&p, e))?;
             if meta.is_dir() {
                 stack.push((p, rel));
@@ -793,7 +974,10 @@ fn walk_files(base: &Path) -> Result<Vec<String>, PkiError> {
 
 /// Runs `f` over `items` on up to `available_parallelism` threads, keeping order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
     if threads <= 1 || items.len() < 4 {
         return items.iter().map(&f).collect();
     }

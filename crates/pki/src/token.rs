@@ -33,7 +33,9 @@ impl BootstrapToken {
                 id: id.into(),
                 secret: secret.into(),
             }),
-            _ => Err(PkiError::InvalidToken("expected [a-z0-9]{6}.[a-z0-9]{16}".into())),
+            _ => Err(PkiError::InvalidToken(
+                "expected [a-z0-9]{6}.[a-z0-9]{16}".into(),
+            )),
         }
     }
 
@@ -95,7 +97,8 @@ fn random_chars(n: usize) -> Result<String, PkiError> {
     let mut out = String::with_capacity(n);
     let mut buf = [0u8; 32];
     while out.len() < n {
-        aws_lc_rs::rand::fill(&mut buf).map_err(|_| PkiError::generate("token", "CSPRNG failure"))?;
+        aws_lc_rs::rand::fill(&mut buf)
+            .map_err(|_| PkiError::generate("token", "CSPRNG failure"))?;
         for &b in &buf {
             // 252 = 7 * 36: bytes at or above it would bias the first characters.
             if b < 252 && out.len() < n {
@@ -177,7 +180,13 @@ mod tests {
 
     #[test]
     fn token_parse_rejects_bad_shapes() {
-        for bad in ["abcdef0123456789abcdef", "ABCDEF.0123456789abcdef", "abcde.0123456789abcdef", "abcdef.0123456789abcde!", ""] {
+        for bad in [
+            "abcdef0123456789abcdef",
+            "ABCDEF.0123456789abcdef",
+            "abcde.0123456789abcdef",
+            "abcdef.0123456789abcde!",
+            "",
+        ] {
             assert!(BootstrapToken::parse(bad).is_err(), "{bad}");
         }
     }
@@ -195,7 +204,10 @@ mod tests {
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("365d").unwrap(), Duration::from_secs(365 * 86400));
+        assert_eq!(
+            parse_duration("365d").unwrap(),
+            Duration::from_secs(365 * 86400)
+        );
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         for bad in ["", "h", "10", "10x", "-1h", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, PublicKeyData, SanType,
-    SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, PublicKeyData,
+    SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 use x509_parser::extensions::GeneralName;
@@ -116,7 +116,8 @@ pub(crate) fn parse_key(pem_bytes: &[u8]) -> Result<KeyPair, String> {
 
 fn random_serial() -> Result<SerialNumber, PkiError> {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| PkiError::generate("serial number", "CSPRNG failure"))?;
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| PkiError::generate("serial number", "CSPRNG failure"))?;
     // A positive INTEGER with no leading zero byte.
     b[0] = (b[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&b))
@@ -146,7 +147,12 @@ impl fmt::Debug for Ca {
 
 impl Ca {
     /// A new self-signed CA (CN = `cn`).
-    pub fn generate(cn: &str, kt: KeyType, validity: Duration, now: OffsetDateTime) -> Result<Ca, PkiError> {
+    pub fn generate(
+        cn: &str,
+        kt: KeyType,
+        validity: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Ca, PkiError> {
         let key = generate_key(kt)?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -162,7 +168,8 @@ impl Ca {
         p.not_before = now - BACKDATE;
         p.not_after = add(now, validity)?;
         let cert = p.self_signed(&key).map_err(|e| PkiError::generate(cn, e))?;
-        Ca::load(cert.pem().as_bytes(), key.serialize_pem().as_bytes()).map_err(|e| PkiError::generate(cn, e))
+        Ca::load(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .map_err(|e| PkiError::generate(cn, e))
     }
 
     /// Loads a CA from PEM; checks it is a CA certificate and the key is its key.
@@ -178,7 +185,8 @@ impl Ca {
             return Err("the private key does not belong to the certificate".into());
         }
         let key_pem = key.serialize_pem();
-        let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(|e| e.to_string())?;
+        let issuer =
+            Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(|e| e.to_string())?;
         Ok(Ca {
             cert_pem: pem::encode_config(
                 &pem::Pem::new("CERTIFICATE", der.clone()),
@@ -221,13 +229,19 @@ impl Ca {
             .collect::<Result<_, _>>()?;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = match key_type_of(key) {
-            Some(KeyType::Rsa2048) | None => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+            Some(KeyType::Rsa2048) | None => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
             Some(KeyType::EcdsaP256) => vec![KeyUsagePurpose::DigitalSignature],
         };
         p.extended_key_usages = match t.usage {
             Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::ServerClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::ServerClient => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         };
         p.use_authority_key_identifier_extension = true;
         p.serial_number = Some(random_serial()?);
@@ -312,7 +326,8 @@ pub fn pem_certs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 /// Parses one DER certificate.
 pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
-    let (rest, c) = X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let (rest, c) =
+        X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
     if !rest.is_empty() {
         return Err("trailing bytes after the certificate".into());
     }
@@ -351,7 +366,12 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
         der: der.to_vec(),
         subject: c.subject().to_string(),
         issuer: c.issuer().to_string(),
-        cn: c.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(Into::into),
+        cn: c
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(Into::into),
         orgs: c
             .subject()
             .iter_organization()
@@ -370,7 +390,10 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
 /// True if `cert_der` names `ca_der`'s subject as issuer and carries a valid signature by
 /// its key (RSA PKCS#1 SHA-256 or ECDSA P-256 SHA-256).
 pub fn verify_signed_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
-    let (Ok((_, c)), Ok((_, ca))) = (X509Certificate::from_der(cert_der), X509Certificate::from_der(ca_der)) else {
+    let (Ok((_, c)), Ok((_, ca))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(ca_der),
+    ) else {
         return false;
     };
     if c.issuer().as_raw() != ca.subject().as_raw() {
@@ -421,17 +444,23 @@ mod tests {
     fn ca_signs_leaf_and_verification_tells_cas_apart() {
         for kt in [KeyType::EcdsaP256, KeyType::Rsa2048] {
             let ca = Ca::generate("test-ca", kt, Duration::from_secs(86400 * 10), now()).unwrap();
-            let other = Ca::generate("test-ca", kt, Duration::from_secs(86400 * 10), now()).unwrap();
+            let other =
+                Ca::generate("test-ca", kt, Duration::from_secs(86400 * 10), now()).unwrap();
             let key = generate_key(kt).unwrap();
             let mut t = LeafTemplate::client("leaf", Some("grp"));
             t.usage = Usage::ServerClient;
             t.sans.insert(San::parse("10.0.0.1"));
             t.sans.insert(San::parse("node-a"));
-            let (pem, capped) = ca.sign(&t, &key, Duration::from_secs(86400), now()).unwrap();
+            let (pem, capped) = ca
+                .sign(&t, &key, Duration::from_secs(86400), now())
+                .unwrap();
             assert!(!capped);
             let der = pem_certs(pem.as_bytes()).unwrap().remove(0);
             assert!(verify_signed_by(&der, &ca.cert_der));
-            assert!(!verify_signed_by(&der, &other.cert_der), "same subject, other key");
+            assert!(
+                !verify_signed_by(&der, &other.cert_der),
+                "same subject, other key"
+            );
             let info = parse_cert(&der).unwrap();
             assert_eq!(info.template().unwrap(), t);
             assert_eq!(info.key_type(), Some(kt));
@@ -439,7 +468,11 @@ mod tests {
             assert_eq!(info.not_before, now() - BACKDATE);
             assert_eq!(info.not_after, now() + time::Duration::days(1));
             assert!(!info.is_ca);
-            assert!(!ca.cert_pem.contains('\r') && !pem.contains('\r') && !key.serialize_pem().contains('\r'));
+            assert!(
+                !ca.cert_pem.contains('\r')
+                    && !pem.contains('\r')
+                    && !key.serialize_pem().contains('\r')
+            );
         }
     }
 
@@ -448,7 +481,12 @@ mod tests {
         let ca = Ca::generate("c", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();
         let key = generate_key(KeyType::EcdsaP256).unwrap();
         let (pem, capped) = ca
-            .sign(&LeafTemplate::client("x", None), &key, Duration::from_secs(86400 * 30), now())
+            .sign(
+                &LeafTemplate::client("x", None),
+                &key,
+                Duration::from_secs(86400 * 30),
+                now(),
+            )
             .unwrap();
         assert!(capped);
         let info = parse_cert(&pem_certs(pem.as_bytes()).unwrap()[0]).unwrap();
@@ -460,9 +498,19 @@ mod tests {
         let a = Ca::generate("a", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();
         let b = Ca::generate("b", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();
         assert!(Ca::load(a.cert_pem.as_bytes(), a.key_pem.as_bytes()).is_ok());
-        assert!(Ca::load(a.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap_err().contains("does not belong"));
+        assert!(
+            Ca::load(a.cert_pem.as_bytes(), b.key_pem.as_bytes())
+                .unwrap_err()
+                .contains("does not belong")
+        );
         assert!(Ca::load(b"garbage", a.key_pem.as_bytes()).is_err());
-        assert!(Ca::load(a.cert_pem.as_bytes(), b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+        assert!(
+            Ca::load(
+                a.cert_pem.as_bytes(),
+                b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+            )
+            .is_err()
+        );
         assert!(discovery_hash(b"not pem").is_err());
     }
 }

@@ -9,7 +9,12 @@ use time::OffsetDateTime;
 /// Three stacked control-plane nodes behind VIP 10.0.0.100:16443.
 pub fn spec(kt: KeyType) -> PkiSpec {
     let nodes = (1..=3)
-        .map(|i| NodeId::new(format!("m{i}"), format!("10.0.0.{}", 10 + i).parse().unwrap()))
+        .map(|i| {
+            NodeId::new(
+                format!("m{i}"),
+                format!("10.0.0.{}", 10 + i).parse().unwrap(),
+            )
+        })
         .collect();
     let mut s = PkiSpec::new(
         "kubernetes",
@@ -44,7 +49,10 @@ pub fn run(tool: &str, args: &[&str]) -> (bool, String, String) {
 
 /// `openssl x509 -noout -text` of a PEM file.
 pub fn x509_text(file: &Path) -> String {
-    let (ok, out, err) = run("openssl", &["x509", "-noout", "-text", "-in", file.to_str().unwrap()]);
+    let (ok, out, err) = run(
+        "openssl",
+        &["x509", "-noout", "-text", "-in", file.to_str().unwrap()],
+    );
     assert!(ok, "openssl x509 failed on {}: {err}", file.display());
     out
 }
