@@ -129,8 +129,7 @@ pub(crate) fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnost
     let (field, hint) = if let Some(name) = between(&message, "unknown field `", "`") {
         (
             name.to_string(),
-            "remove it or fix its spelling; `kubeha plan --help` links the inventory reference"
-                .to_string(),
+            "remove it or fix its spelling; docs/inventory.md lists every field".to_string(),
         )
     } else if let Some(name) = between(&message, "missing field `", "`") {
         (name.to_string(), "add it; it has no default".to_string())
@@ -146,11 +145,7 @@ pub(crate) fn from_yaml_error(file: &str, err: &serde_saphyr::Error) -> Diagnost
         line,
         column,
         field,
-        message: message
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
+        message: strip_location_suffix(message.lines().next().unwrap_or_default().trim())
             .to_string(),
         hint,
     }
@@ -166,6 +161,14 @@ fn strip_location_prefix(text: &str) -> &str {
         return &rest[idx + 2..];
     }
     t
+}
+
+/// serde-saphyr repeats the place at the end ("... at line 7, column 59"); we print it first.
+fn strip_location_suffix(text: &str) -> &str {
+    match text.rfind(" at line ") {
+        Some(i) if text[i..].contains(", column ") => &text[..i],
+        _ => text,
+    }
 }
 
 fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {

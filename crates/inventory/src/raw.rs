@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub(crate) type S<T> = Spanned<T>;
+/// A list of strings, each with its place.
+pub(crate) type StrList = S<Vec<S<String>>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +128,7 @@ pub(crate) struct RawImages {
     #[serde(default)]
     pub repository: Option<S<String>>,
     #[serde(default)]
-    pub mirrors: Option<S<BTreeMap<String, S<Vec<S<String>>>>>>,
+    pub mirrors: Option<S<BTreeMap<String, StrList>>>,
     #[serde(default)]
     pub proxy: Option<S<RawProxy>>,
 }

@@ -621,7 +621,7 @@ fn etcd(e: Option<&S<RawEtcd>>, sink: &mut Sink) -> Option<Etcd> {
                     el.as_millis(),
                     h.as_millis()
                 ),
-                "etcd refuses to start; make it at least five heartbeats (etcd suggests 10)",
+                "etcd refuses to start otherwise; etcd suggests ten heartbeats",
             );
             ok = false;
         } else if el > Duration::from_millis(50_000) {
@@ -1246,7 +1246,7 @@ fn roles_and_etcd(
             pos(&raw.nodes),
             "nodes",
             "no node has the control-plane role",
-            "give at least one node (three for HA) the role control-plane",
+            "give at least one node the role control-plane; three for HA",
         );
         return;
     }
@@ -1259,7 +1259,7 @@ fn roles_and_etcd(
                 }
             }
             if cp % 2 == 0 && !any_node_failed {
-                sink.warn(pos(&raw.nodes), "nodes", format!("{cp} control-plane nodes run {cp} stacked etcd members; an even count tolerates no more failures than {}", cp - 1), "use an odd number (3 or 5) of control-plane nodes");
+                sink.warn(pos(&raw.nodes), "nodes", format!("{cp} control-plane nodes run {cp} stacked etcd members, which tolerate {} failure(s), no more than {} would", (cp - 1) / 2, cp - 1), "use an odd number of control-plane nodes: 3 or 5");
             }
         }
         EtcdTopology::External => {
@@ -1269,17 +1269,18 @@ fn roles_and_etcd(
                     pos(&raw.nodes),
                     "nodes",
                     "etcd.topology is external but no node has the etcd role",
-                    "give three (or five) nodes the etcd role",
+                    "give three or five nodes the etcd role",
                 );
             } else if members % 2 == 0 && !any_node_failed {
                 sink.warn(
                     pos(&raw.nodes),
                     "nodes",
                     format!(
-                        "{members} etcd members: an even count tolerates no more failures than {}",
+                        "{members} etcd members tolerate {} failure(s), no more than {} would",
+                        (members - 1) / 2,
                         members - 1
                     ),
-                    "use an odd number (3 or 5) of etcd nodes",
+                    "use an odd number of etcd nodes: 3 or 5",
                 );
             }
         }
@@ -1327,7 +1328,9 @@ fn vip_placement(raw: &RawInventory, ep: &Endpoint, nodes: &[ParsedNode<'_>], si
         .map(|(n, _)| n)
         .filter(|n| n.roles.control_plane)
         .collect();
-    let subnets: Vec<Ipv4Net> = cps.iter().filter_map(|n| n.subnet).collect();
+    let mut subnets: Vec<Ipv4Net> = cps.iter().filter_map(|n| n.subnet).collect();
+    subnets.sort();
+    subnets.dedup();
     if !subnets.is_empty() && !subnets.iter().any(|s| s.contains(&ep.vip)) {
         let list: Vec<String> = subnets.iter().map(|s| s.to_string()).collect();
         sink.error(

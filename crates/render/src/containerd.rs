@@ -93,19 +93,10 @@ pub fn config(inv: &Inventory) -> Artifact {
     )
 }
 
-#[derive(Serialize)]
-struct HostsToml {
-    server: String,
-    host: BTreeMap<String, MirrorHost>,
-}
-
-#[derive(Serialize)]
-struct MirrorHost {
-    capabilities: Vec<&'static str>,
-}
-
 /// One hosts.toml per mirrored registry; containerd tries mirrors in file order, then `server`.
+/// Written by hand because the order of `[host."…"]` tables matters and maps would sort it.
 pub fn mirror_hosts(inv: &Inventory) -> Vec<Artifact> {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     inv.images
         .mirrors
         .iter()
@@ -115,38 +106,15 @@ pub fn mirror_hosts(inv: &Inventory) -> Vec<Artifact> {
             } else {
                 format!("https://{registry}")
             };
-            // toml tables are emitted sorted; write them by hand in the user's order instead.
-            let mut s = format!("# kubeha: mirrors for {registry}, tried in this order\n");
-            s.push_str(
-                &toml::to_string(&HostsToml {
-                    server,
-                    host: BTreeMap::new(),
-                })
-                .expect("plain data"),
+            let mut s = format!(
+                "# kubeha: mirrors for {registry}, tried in this order\nserver = {}\n",
+                quote(&server)
             );
             for u in urls {
-                let mut one = BTreeMap::new();
-                one.insert(
-                    u.clone(),
-                    MirrorHost {
-                        capabilities: vec!["pull", "resolve"],
-                    },
-                );
-                let t = toml::to_string(&HostsToml {
-                    server: String::new(),
-                    host: one,
-                })
-                .expect("plain data");
-                // drop the empty `server = ""` line of the per-host fragment
-                s.push('\n');
-                s.push_str(
-                    t.lines()
-                        .filter(|l| !l.starts_with("server"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        .trim(),
-                );
-                s.push('\n');
+                s.push_str(&format!(
+                    "\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                    quote(u)
+                ));
             }
             Artifact::text(
                 &format!("{CERTS_D}/{registry}/hosts.toml"),

@@ -49,6 +49,7 @@ struct InitConfiguration {
     api_version: &'static str,
     kind: &'static str,
     bootstrap_tokens: Vec<BootstrapToken>,
+    #[serde(rename = "localAPIEndpoint")]
     local_api_endpoint: ApiEndpoint,
     node_registration: NodeRegistration,
     /// Certificates come from kubeha's PKI; kubeadm finds them on disk and keeps them.
@@ -186,6 +187,7 @@ struct DiscoveryToken {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JoinControlPlane {
+    #[serde(rename = "localAPIEndpoint")]
     local_api_endpoint: ApiEndpoint,
 }
 
