@@ -280,7 +280,7 @@ impl Store {
                                     kind.name()
                                 ));
                             }
-                            cas.insert(kind, ca);
+                            cas.insert(kind, *ca);
                         }
                         CaOrSa::Sa(key) => {
                             let pub_pem = public_key_pem(&key);
@@ -449,7 +449,7 @@ impl Store {
                 Ok(ca) if ca.not_after <= now => {
                     Loaded::Unusable(format!("expired on {}", ca.not_after))
                 }
-                Ok(ca) => Loaded::Ok(CaOrSa::Ca(ca)),
+                Ok(ca) => Loaded::Ok(CaOrSa::Ca(Box::new(ca))),
             },
         })
     }
@@ -654,7 +654,7 @@ impl Store {
         let mut cas = BTreeMap::new();
         for kind in [CaKind::Ca, CaKind::FrontProxyCa, CaKind::EtcdCa] {
             let ca = match self.load_ca(kind, now)? {
-                Loaded::Ok(CaOrSa::Ca(ca)) => ca,
+                Loaded::Ok(CaOrSa::Ca(ca)) => *ca,
                 Loaded::Missing => return Err(PkiError::NotIssued(self.p(kind.cert_rel()))),
                 Loaded::Unusable(reason) => {
                     return Err(PkiError::CaNeedsReplacement {
@@ -807,7 +807,7 @@ struct Existing {
 }
 
 enum CaOrSa {
-    Ca(Ca),
+    Ca(Box<Ca>),
     Sa(KeyPair),
 }
 
