@@ -268,21 +268,19 @@ impl Net {
                         src,
                         dst,
                         payload,
-                    }) => {
-                        if self.nodes[to].alive {
-                            let ip = IpContext { src, dst, ttl: 255 };
-                            let a = self.nodes[to].router.handle(
-                                Input::Packet {
-                                    ip,
-                                    payload: &payload,
-                                },
-                                t,
-                            );
-                            self.apply(to, a);
-                        }
+                    }) if self.nodes[to].alive => {
+                        let ip = IpContext { src, dst, ttl: 255 };
+                        let a = self.nodes[to].router.handle(
+                            Input::Packet {
+                                ip,
+                                payload: &payload,
+                            },
+                            t,
+                        );
+                        self.apply(to, a);
                     }
                     Some(Event::Op(op)) => self.do_op(op),
-                    None => {}
+                    Some(Event::Deliver { .. }) | None => {}
                 }
             } else if let Some((_, i)) = next_timer {
                 let a = self.nodes[i].router.handle(Input::Timeout, t);
