@@ -1,0 +1,18 @@
+//! kubeha front door: the L4 data path, health checks and metrics.
+//!
+//! - [`pool`]: backends, balancing (round robin, least connections) and the pure health
+//!   state machine (fall / rise / passive ejection), with a [`pool::HealthSummary`] watch.
+//! - [`proxy`]: the TCP proxy (retry on the next backend, half-close, idle timeout,
+//!   connection limit, graceful drain).
+//! - [`health`]: active checks (TCP, HTTP, HTTPS with only the given CA trusted).
+//! - [`metrics`]: atomic counters, OpenMetrics text rendering and a `/metrics` server.
+
+pub mod health;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+
+pub use health::{CheckKind, HealthCheck, run_health_checks};
+pub use metrics::{Metrics, serve_metrics};
+pub use pool::{Balance, HealthSummary, Pool};
+pub use proxy::{ProxyConfig, run_proxy};

@@ -1,0 +1,297 @@
+//! The L4 (TCP) data path.
+//!
+//! Life of a client connection:
+//! 1. **Admission.** At most `max_connections` sessions are open. When the limit is reached
+//!    the proxy stops calling `accept()` until a session ends, so excess clients *wait* in
+//!    the kernel's listen backlog (haproxy's `maxconn` behaviour) rather than being refused;
+//!    if the backlog overflows, the kernel drops SYNs and clients retransmit.
+//! 2. **Connect.** The accepted client socket is kept while backends are tried in turn:
+//!    [`Pool::pick`] chooses a healthy backend not tried yet; a connect that fails or exceeds
+//!    `connect_timeout` ejects that backend from rotation at once ([`Pool::eject`]) and the
+//!    next one is tried. Only when no healthy untried backend remains is the client closed
+//!    (counted in `no_backend_total`). So a client never sees a refused connect while any
+//!    backend is healthy and accepting.
+//! 3. **Relay.** Bytes are copied both ways with `tokio::io::copy_bidirectional_with_sizes`.
+//!    Half-close passes through: EOF from one side becomes `shutdown(Write)` on the other
+//!    and the other direction keeps flowing; the session ends when both directions are done.
+//!    A session with no bytes in either direction for `idle_timeout` is closed.
+//! 4. **Drain.** When `shutdown` is cancelled the listener is closed at once (new connects
+//!    are refused), open sessions continue for up to `drain_timeout`, then are closed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::Pool;
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Address to listen on (e.g. the VIP and port 16443).
+    pub listen: SocketAddr,
+    /// Bound on one backend connect attempt; on expiry the backend is ejected and the next
+    /// one is tried.
+    pub connect_timeout: Duration,
+    /// A session with no traffic either way for this long is closed. Kubernetes watches
+    /// idle for minutes, so keep this long (default 1 h, as in the rendered haproxy.cfg).
+    pub idle_timeout: Duration,
+    /// Open sessions at most; further clients wait in the listen backlog. 0 = no limit.
+    pub max_connections: usize,
+    /// After shutdown, how long open sessions may continue before they are closed.
+    pub drain_timeout: Duration,
+    /// Relay buffer size per direction.
+    pub buffer_size: usize,
+    /// Listen backlog passed to `listen(2)`.
+    pub backlog: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 16443)),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(3600),
+            max_connections: 20_000,
+            drain_timeout: Duration::from_secs(30),
+            buffer_size: 64 * 1024,
+            backlog: 1024,
+        }
+    }
+}
+
+/// Binds a listening socket with `SO_REUSEADDR` and `IP_FREEBIND` / `IPV6_FREEBIND`, so a
+/// backup node can listen on the VIP before it holds it (no `ip_nonlocal_bind` sysctl).
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    let _ = if addr.is_ipv4() {
+        socket.set_freebind_v4(true)
+    } else {
+        socket.set_freebind_v6(true)
+    };
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds `cfg.listen` and serves until `shutdown` is cancelled and the drain is over.
+pub async fn run_proxy(
+    cfg: ProxyConfig,
+    pool: Arc<Pool>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let listener = bind(cfg.listen, cfg.backlog)?;
+    serve(listener, cfg, pool, shutdown).await
+}
+
+/// Serves on an already-bound listener (`cfg.listen` is ignored). Returns after the drain.
+pub async fn serve(
+    listener: TcpListener,
+    cfg: ProxyConfig,
+    pool: Arc<Pool>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let cfg = Arc::new(cfg);
+    let limit = if cfg.max_connections == 0 {
+        Semaphore::MAX_PERMITS
+    } else {
+        cfg.max_connections
+    };
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut sessions = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        while sessions.try_join_next().is_some() {}
+        let (client, _peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE / ENFILE / ENOBUFS: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let (pool, cfg) = (pool.clone(), cfg.clone());
+        sessions.spawn(async move {
+            session(client, &pool, &cfg).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(open = sessions.len(), "proxy draining");
+    let drained = tokio::time::timeout(cfg.drain_timeout, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(open = sessions.len(), "drain timeout, closing sessions");
+        sessions.abort_all();
+        while sessions.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+struct ActiveClient<'a>(&'a Pool);
+
+impl Drop for ActiveClient<'_> {
+    fn drop(&mut self) {
+        self.0.metrics().active.dec();
+    }
+}
+
+async fn session(client: TcpStream, pool: &Pool, cfg: &ProxyConfig) {
+    let m = pool.metrics();
+    m.connections.inc();
+    m.active.inc();
+    let _active = ActiveClient(pool);
+    tune(&client);
+
+    let Some((idx, backend)) = connect_any(pool, cfg.connect_timeout).await else {
+        m.no_backend.inc();
+        tracing::debug!("no backend accepted a connect, closing client");
+        return;
+    };
+    let _guard = pool.acquire(idx);
+    tune(&backend);
+    relay(client, backend, pool, cfg).await;
+}
+
+/// Tries healthy backends in pick order until one accepts; ejects each that does not.
+async fn connect_any(pool: &Pool, timeout: Duration) -> Option<(usize, TcpStream)> {
+    let mut tried = Vec::new();
+    while tried.len() < pool.addrs().len() {
+        let idx = pool.pick(&tried)?;
+        let addr = pool.addrs()[idx];
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Some((idx, s)),
+            Ok(Err(e)) => tracing::info!(backend = %addr, error = %e, "connect failed, ejecting"),
+            Err(_) => tracing::info!(backend = %addr, "connect timed out, ejecting"),
+        }
+        pool.eject(idx);
+        tried.push(idx);
+    }
+    None
+}
+
+fn tune(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let ka = TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6);
+    let _ = SockRef::from(s).set_tcp_keepalive(&ka);
+}
+
+async fn relay(mut client: TcpStream, mut backend: TcpStream, pool: &Pool, cfg: &ProxyConfig) {
+    let m = pool.metrics();
+    let activity = AtomicBool::new(false);
+    let mut c = Metered {
+        inner: &mut client,
+        bytes: &m.bytes_in,
+        activity: &activity,
+    };
+    let mut b = Metered {
+        inner: &mut backend,
+        bytes: &m.bytes_out,
+        activity: &activity,
+    };
+    let size = cfg.buffer_size.max(1024);
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut b, size, size);
+    tokio::select! {
+        r = copy => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "session ended with error");
+            }
+        }
+        () = idle(&activity, cfg.idle_timeout) => {
+            m.idle_timeouts.inc();
+            tracing::debug!("session idle timeout");
+        }
+    }
+}
+
+/// Resolves after `timeout` without activity (checked in quarter steps, so the actual
+/// idle time is between `timeout` and 1.25 × `timeout`). Reading the flag instead of a
+/// clock keeps the relay's per-read cost to one relaxed store.
+async fn idle(activity: &AtomicBool, timeout: Duration) {
+    const STEPS: u32 = 4;
+    let tick = (timeout / STEPS).max(Duration::from_millis(1));
+    let mut quiet = 0;
+    loop {
+        tokio::time::sleep(tick).await;
+        if activity.swap(false, Ordering::Relaxed) {
+            quiet = 0;
+        } else {
+            quiet += 1;
+            if quiet >= STEPS {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts bytes read and flags activity; writes pass through.
+struct Metered<'a, S> {
+    inner: &'a mut S,
+    bytes: &'a Counter,
+    activity: &'a AtomicBool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.bytes.inc_by(n as u64);
+            this.activity.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+}
