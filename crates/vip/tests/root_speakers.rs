@@ -1,0 +1,207 @@
+//! Needs root. Three speakers, each on a thread inside its own node namespace (setns), on a
+//! real bridge: election, crash failover, the VIP's lifetime on a crashed holder, graceful
+//! handover, and cable pull then heal.
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use lab::Topology;
+use lab::topology::{VIP, node_address};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use vip::{SpeakerConfig, Status};
+
+const INTERVAL_CS: u16 = 5; // 50 ms adverts: Master_Down_Interval ≈ 170 ms
+
+struct Running {
+    stop: CancellationToken,
+    /// Dropping the runtime without cancelling is a crash: no priority-0, VIP left behind.
+    crash: std::sync::mpsc::Sender<()>,
+    status: watch::Receiver<Status>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn state(&self) -> vrrp::State {
+        self.status.borrow().state
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = self.crash.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn config(i: usize, n: usize, priority: u8) -> SpeakerConfig {
+    let me = node_address(i);
+    let mut r = vrrp::Config::new(51, priority, me, vec![VIP]);
+    r.advert_interval_cs = INTERVAL_CS;
+    r.unicast_peers = (0..n).filter(|&j| j != i).map(node_address).collect();
+    SpeakerConfig {
+        interface: "eth0".into(),
+        prefix: 24,
+        router: r,
+        vip_lifetime: Duration::from_secs(2),
+        handover_timeout: Duration::from_secs(2),
+    }
+}
+
+fn start(ns: &str, cfg: SpeakerConfig) -> Running {
+    let stop = CancellationToken::new();
+    let (crash, crashed) = std::sync::mpsc::channel::<()>();
+    let (status_tx, status) = watch::channel(Status::default());
+    let ns_path = format!("/run/netns/{ns}");
+    let token = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        // SAFETY: setns on this thread only; the fd is valid for the call.
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (health_tx, health) = watch::channel(vrrp::Health::default());
+        rt.block_on(async move {
+            let _keep = health_tx;
+            let speaker = vip::run(cfg, health, token, status_tx);
+            let crash = tokio::task::spawn_blocking(move || {
+                let _ = crashed.recv();
+            });
+            tokio::select! {
+                r = speaker => r.unwrap(),
+                _ = crash => {} // abandon the speaker mid-flight
+            }
+        });
+        drop(rt);
+    });
+    Running {
+        stop,
+        crash,
+        status,
+        thread: Some(thread),
+    }
+}
+
+fn holds_vip(t: &Topology, i: usize) -> bool {
+    t.nodes[i]
+        .ns
+        .exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+        .unwrap()
+        .contains(&format!("{VIP}/24"))
+}
+
+fn holders(t: &Topology) -> Vec<usize> {
+    (0..t.nodes.len()).filter(|&i| holds_vip(t, i)).collect()
+}
+
+/// Polls `f` every 10 ms for at most `limit`; returns the time it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn client_reaches_vip(t: &Topology) -> bool {
+    t.client
+        .ns
+        .exec(&["ping", "-c", "1", "-W", "1", &VIP.to_string()])
+        .is_ok()
+}
+
+#[test]
+fn root_election_crash_failover_lifetime_and_graceful_handover() {
+    let t = Topology::build(&format!("khsp{}", std::process::id()), 3).unwrap();
+    let names: Vec<String> = t.nodes.iter().map(|h| h.ns.name().to_string()).collect();
+    let mut speakers: Vec<Option<Running>> = (0..3)
+        .map(|i| Some(start(&names[i], config(i, 3, 200 - 10 * i as u8))))
+        .collect();
+
+    // one holder, the highest priority
+    assert!(
+        within(Duration::from_secs(3), || holders(&t) == vec![0]).is_some(),
+        "holders {:?}",
+        holders(&t)
+    );
+    assert!(
+        within(Duration::from_secs(2), || speakers[1]
+            .as_ref()
+            .unwrap()
+            .state()
+            == vrrp::State::Backup)
+        .is_some()
+    );
+    assert!(client_reaches_vip(&t));
+
+    // crash node 0: node 1 takes over within about Master_Down_Interval, and node 0's VIP
+    // disappears by itself when its lifetime runs out
+    drop(speakers[0].as_ref().map(|r| r.crash.send(())));
+    let crashed_at = Instant::now();
+    let took = within(Duration::from_secs(2), || {
+        speakers[1].as_ref().unwrap().state() == vrrp::State::Master
+    });
+    let took = took.expect("node 1 became master");
+    assert!(took < Duration::from_millis(600), "failover took {took:?}");
+    assert!(
+        within(Duration::from_secs(5), || !holds_vip(&t, 0)).is_some(),
+        "crashed holder kept the VIP"
+    );
+    let gone = crashed_at.elapsed();
+    assert!(
+        gone <= Duration::from_millis(4000),
+        "VIP lifetime 2 s, gone after {gone:?}"
+    );
+    eprintln!(
+        "measured: crash failover {took:?} (50 ms adverts), crashed holder's VIP gone after {gone:?}"
+    );
+    assert_eq!(holders(&t), vec![1]);
+    speakers[0] = None;
+
+    // graceful stop of node 1: node 2 takes over, node 1 keeps the VIP until then
+    let stopping = speakers[1].take().unwrap();
+    stopping.stop.cancel();
+    assert!(
+        within(Duration::from_secs(2), || holds_vip(&t, 2)).is_some(),
+        "node 2 took the VIP"
+    );
+    assert!(
+        within(Duration::from_secs(3), || !holds_vip(&t, 1)).is_some(),
+        "node 1 released it"
+    );
+    drop(stopping);
+    assert_eq!(holders(&t), vec![2]);
+    assert!(client_reaches_vip(&t));
+    let c = speakers[2].as_ref().unwrap().status.borrow().clone();
+    assert!(c.gratuitous_arps >= 1 && c.transitions >= 2, "{c:?}");
+}
+
+#[test]
+fn root_cable_pull_then_heal_leaves_exactly_one_holder() {
+    let t = Topology::build(&format!("khsc{}", std::process::id()), 3).unwrap();
+    let names: Vec<String> = t.nodes.iter().map(|h| h.ns.name().to_string()).collect();
+    let _speakers: Vec<Running> = (0..3)
+        .map(|i| start(&names[i], config(i, 3, 200 - 10 * i as u8)))
+        .collect();
+    assert!(within(Duration::from_secs(3), || holders(&t) == vec![0]).is_some());
+    t.cable(0, false).unwrap();
+    // the isolated node keeps the VIP (it hears nobody); node 1 takes it on the segment
+    assert!(within(Duration::from_secs(2), || holds_vip(&t, 1)).is_some());
+    t.cable(0, true).unwrap();
+    // after healing, node 0 preempts (highest priority) and node 1 steps down: one holder
+    assert!(
+        within(Duration::from_secs(3), || holders(&t) == vec![0]).is_some(),
+        "holders {:?}",
+        holders(&t)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(holders(&t), vec![0], "stable with one holder");
+}
