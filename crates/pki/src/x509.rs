@@ -494,6 +494,26 @@ mod tests {
     }
 
     #[test]
+    fn damaged_certificates_are_errors_not_panics() {
+        let ca = Ca::generate("c", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();
+        let der = ca.cert_der.clone();
+        for cut in (0..der.len()).step_by(13) {
+            let _ = parse_cert(&der[..cut]);
+            assert!(!verify_signed_by(&der[..cut], &ca.cert_der));
+        }
+        let mut flipped = 0;
+        for i in (0..der.len()).step_by(3) {
+            let mut d = der.clone();
+            d[i] ^= 0x5a;
+            let _ = parse_cert(&d);
+            flipped += usize::from(!verify_signed_by(&d, &ca.cert_der));
+        }
+        // Every mutation either fails to parse or breaks the signature.
+        assert_eq!(flipped, der.len().div_ceil(3));
+        assert!(verify_signed_by(&der, &ca.cert_der));
+    }
+
+    #[test]
     fn load_rejects_mismatched_key_and_garbage() {
         let a = Ca::generate("a", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();
         let b = Ca::generate("b", KeyType::EcdsaP256, Duration::from_secs(86400), now()).unwrap();

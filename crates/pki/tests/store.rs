@@ -375,6 +375,13 @@ fn bad_or_expiring_leaves_are_reissued_with_a_reason() {
     fs::copy(d.path().join("members/m1/pki/etcd/peer.key"), &other).unwrap();
     // Garbage certificate.
     fs::write(d.path().join("cluster/pki/front-proxy-client.crt"), b"junk").unwrap();
+    // Same issuer name, same key, but one bit of the signature flipped: the signature check
+    // is real, not a comparison of names.
+    let api = d.path().join("cluster/pki/apiserver.crt");
+    let mut der = cert_der(&api);
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    fs::write(&api, pem::encode(&pem::Pem::new("CERTIFICATE", der))).unwrap();
     let r = store.issue(&s, fixed_now(), &opts()).unwrap();
     assert_eq!(
         r.get("etcd/peer[m2]").unwrap().action,
@@ -384,7 +391,11 @@ fn bad_or_expiring_leaves_are_reissued_with_a_reason() {
         matches!(&r.get("front-proxy-client").unwrap().action, Action::Reissued(w) if w.contains("unreadable")),
         "{r}"
     );
-    assert_eq!(r.changed().count(), 2, "{r}");
+    assert_eq!(
+        r.get("apiserver").unwrap().action,
+        Action::Reissued("not signed by the current CA".into())
+    );
+    assert_eq!(r.changed().count(), 3, "{r}");
 
     // 340 days later every leaf is within 30 days of expiry; the CAs are kept.
     let r = store
