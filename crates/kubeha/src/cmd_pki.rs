@@ -1,6 +1,7 @@
 //! `kubeha pki`: issue / check / renew certificates, CA discovery hash, bootstrap tokens.
 //!
-//! Wiring (lead): add `pki = { path = "../pki", package = "kubeha-pki" }` to this crate,
+//! Wiring (lead): add `pki = { path = "../pki", package = "kubeha-pki" }` to this crate
+//! (no other new dependency: clap is there, `time` comes re-exported as `pki::time`),
 //! `mod cmd_pki;` in main.rs, a `Pki(cmd_pki::PkiArgs)` subcommand, and map
 //! `run`'s `Ok(code)` to the exit status and `Err(msg)` to a message + exit 2.
 //! `pki issue -f cluster.yaml` needs [`spec_from_inventory`] (TODO below); until then
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use pki::time::OffsetDateTime;
+use pki::time::format_description::well_known::Rfc3339;
 use pki::{CaKind, IssueOptions, PkiSpec, RenewOptions, Store};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// `kubeha pki ...`
 #[derive(Args, Debug)]

@@ -24,3 +24,6 @@ pub use store::{
 };
 pub use token::{BootstrapToken, IssuedToken, generate_token, parse_duration};
 pub use x509::{CertInfo, San, Usage, discovery_hash};
+
+/// The `time` crate this API uses (`OffsetDateTime` for `now`), so callers need no own dependency.
+pub use time;
