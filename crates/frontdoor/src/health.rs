@@ -247,17 +247,15 @@ where
         .header(hyper::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
         .map_err(|_| ProbeError::Status(StatusCode::BAD_REQUEST))?;
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        Ok::<_, hyper::Error>(resp.status())
-    };
-    tokio::pin!(conn);
+    let exchange = sender.send_request(req);
+    tokio::pin!(conn, exchange);
     let status = tokio::select! {
-        r = exchange => r?,
+        r = &mut exchange => r?.status(),
         r = &mut conn => {
-            // The connection ended before a response head: report its error, if any.
+            // With `Connection: close` the connection may finish first while the response
+            // waits in the channel; a connection error means there is none.
             r?;
-            return Err(ProbeError::Status(StatusCode::BAD_GATEWAY));
+            exchange.await?.status()
         }
     };
     if status == StatusCode::OK {
