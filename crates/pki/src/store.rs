@@ -238,7 +238,6 @@ impl Store {
         create_dir(&self.root)?;
 
         let mut cas: BTreeMap<CaKind, Ca> = BTreeMap::new();
-        let mut sa_key: Option<KeyPair> = None;
         for (kind, st) in states {
             let replace = opts.replace_ca.contains(&kind);
             let action = match st {
@@ -247,11 +246,8 @@ impl Store {
                         Loaded::Unusable(r) => r.clone(),
                         _ => "requested with --replace-ca".into(),
                     };
-                    self.move_aside(kind, now)?;
-                    Action::Replaced(format!(
-                        "{why}; old files in replaced/{}/",
-                        now.unix_timestamp()
-                    ))
+                    let kept = self.move_aside(kind, now)?;
+                    Action::Replaced(format!("{why}; old files in {kept}/"))
                 }
                 Loaded::Ok(existing) => {
                     self.check_key_mode(kind.key_rel(), &mut report)?;
@@ -295,10 +291,8 @@ impl Store {
                                     kind.cert_rel(),
                                     Action::Rewritten("sa.pub derived again from sa.key".into()),
                                 );
-                                sa_key = Some(key);
                                 continue;
                             }
-                            sa_key = Some(key);
                         }
                     }
                     report.push(kind.name(), kind.cert_rel(), Action::Reused);
@@ -319,7 +313,6 @@ impl Store {
                     public_key_pem(&key).as_bytes(),
                     CERT_MODE,
                 )?;
-                sa_key = Some(key);
             } else {
                 let ca = Ca::generate(kind.cn(), spec.key_type, spec.ca_validity, now)?;
                 write_atomic(&self.p(kind.key_rel()), ca.key_pem.as_bytes(), KEY_MODE)?;
@@ -328,7 +321,6 @@ impl Store {
             }
             report.push(kind.name(), kind.cert_rel(), action);
         }
-        debug_assert!(sa_key.is_some());
 
         let defs = layout::leaves(spec)?;
         let results = parallel_map(&defs, |def| {
@@ -454,11 +446,20 @@ impl Store {
         })
     }
 
-    fn move_aside(&self, kind: CaKind, now: OffsetDateTime) -> Result<(), PkiError> {
-        let dir = self
-            .root
-            .join("replaced")
-            .join(now.unix_timestamp().to_string());
+    /// Moves a CA's files to `replaced/<unix-time>[-n]/...` (never over an earlier backup).
+    /// Returns the directory used, relative to the store.
+    fn move_aside(&self, kind: CaKind, now: OffsetDateTime) -> Result<String, PkiError> {
+        let ts = now.unix_timestamp();
+        let mut rel_dir = format!("replaced/{ts}");
+        let mut n = 0;
+        while [kind.cert_rel(), kind.key_rel()]
+            .iter()
+            .any(|rel| self.root.join(&rel_dir).join(rel).exists())
+        {
+            n += 1;
+            rel_dir = format!("replaced/{ts}-{n}");
+        }
+        let dir = self.root.join(&rel_dir);
         for rel in [kind.cert_rel(), kind.key_rel()] {
             let from = self.p(rel);
             if from.exists() {
@@ -467,7 +468,7 @@ impl Store {
                 fs::rename(&from, &to).map_err(|e| PkiError::io(&from, e))?;
             }
         }
-        Ok(())
+        Ok(rel_dir)
     }
 
     fn ensure_leaf(

@@ -329,6 +329,18 @@ fn a_ca_is_never_replaced_silently() {
     ] {
         assert_eq!(r.get(n).unwrap().action, Action::Reused, "{n}: {r}");
     }
+    // Replacing again in the same second keeps the first backup too.
+    let second_ca = fs::read(d.path().join("cluster/pki/ca.crt")).unwrap();
+    let r = store.issue(&s, fixed_now(), &o).unwrap();
+    assert!(
+        matches!(&r.get("ca").unwrap().action, Action::Replaced(w) if w.contains(&format!("replaced/{}-1/", fixed_now().unix_timestamp()))),
+        "{r}"
+    );
+    let kept2 = d.path().join(format!(
+        "replaced/{}-1/cluster/pki/ca.crt",
+        fixed_now().unix_timestamp()
+    ));
+    assert_eq!(fs::read(kept2).unwrap(), second_ca);
     let ca = cert_der(&d.path().join("cluster/pki/ca.crt"));
     assert!(verify_signed_by(
         &cert_der(&d.path().join("nodes/m3/pki/apiserver.crt")),
