@@ -243,7 +243,7 @@ impl Advert {
     }
 
     /// Encoded length in bytes.
-    pub fn len(&self) -> usize {
+    pub fn encoded_len(&self) -> usize {
         let n = self.addresses.len().min(255);
         HEADER_LEN
             + 4 * n
@@ -253,18 +253,13 @@ impl Advert {
             }
     }
 
-    /// Always false: an advertisement has at least the fixed header.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// Encode the VRRP payload (the kernel adds the IPv4 header: TTL 255, protocol 112).
     ///
     /// `mode` picks the v3 checksum form; `src` and `dst` (the IP addresses the packet will
     /// carry) only matter for [`ChecksumMode::Keepalived`]. VRRPv2 ignores all three.
     pub fn encode(&self, mode: ChecksumMode, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let addrs = &self.addresses[..self.addresses.len().min(255)];
-        let mut buf = Vec::with_capacity(self.len());
+        let mut buf = Vec::with_capacity(self.encoded_len());
         buf.push((self.version().number() << 4) | TYPE_ADVERTISEMENT);
         buf.push(self.vrid);
         buf.push(self.priority);

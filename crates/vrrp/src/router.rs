@@ -490,7 +490,7 @@ impl Router {
                     preempt_holdoff_until: holdoff,
                 };
             }
-            Inner::Master { advert_at } => {
+            Inner::Master { .. } => {
                 if adv.priority == 0 {
                     // §6.4.3: answer at once so the backups do not take over.
                     self.send_adverts(local, out);
@@ -515,8 +515,8 @@ impl Router {
                 } else {
                     // RFC 9568 §6.4.3: discard, but advertise immediately so the lower
                     // router (and learning bridges) hear the real master now.
+                    // The regular Adver_Timer schedule is kept.
                     self.send_adverts(local, out);
-                    self.inner = Inner::Master { advert_at };
                 }
             }
         }

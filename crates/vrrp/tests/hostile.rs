@@ -337,7 +337,7 @@ proptest! {
         let ctx = IpContext { src: src.into(), dst: dst.into(), ttl: 255 };
         for mode in [ChecksumMode::Rfc9568, ChecksumMode::Keepalived] {
             let b = a.encode(mode, ctx.src, ctx.dst);
-            prop_assert_eq!(b.len(), a.len());
+            prop_assert_eq!(b.len(), a.encoded_len());
             let d = decode(&b, &ctx).expect("own encoding decodes");
             prop_assert_eq!(&d.advert, &a);
             let expect_mode = if a.version() == Version::V2 { ChecksumMode::Rfc9568 } else { mode };
