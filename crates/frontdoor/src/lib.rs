@@ -6,7 +6,12 @@
 //!   connection limit, graceful drain).
 //! - [`health`]: active checks (TCP, HTTP, HTTPS with only the given CA trusted).
 //! - [`metrics`]: atomic counters, OpenMetrics text rendering and a `/metrics` server.
+//! - [`config`]: the daemon's config file, parsed with file:line:column errors.
+//! - [`daemon`]: the wiring: VIP (`vip` crate) + pool + checks + proxy + metrics, priority
+//!   following health, make-before-break shutdown.
 
+pub mod config;
+pub mod daemon;
 pub mod health;
 pub mod metrics;
 pub mod pool;

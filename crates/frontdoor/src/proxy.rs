@@ -74,8 +74,15 @@ impl Default for ProxyConfig {
 /// Binds a listening socket with `SO_REUSEADDR` and `IP_FREEBIND` / `IPV6_FREEBIND`, so a
 /// backup node can listen on the VIP before it holds it (no `ip_nonlocal_bind` sysctl).
 pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    bind_opts(addr, backlog, false)
+}
+
+fn bind_opts(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     let _ = if addr.is_ipv4() {
         socket.set_freebind_v4(true)
     } else {
@@ -85,6 +92,12 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     TcpListener::from_std(socket.into())
+}
+
+/// Like [`bind`], plus `SO_REUSEPORT`, so several listeners (one acceptor each) can share
+/// the address and the kernel spreads new connections across them.
+pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    bind_opts(addr, backlog, true)
 }
 
 /// Binds `cfg.listen` and serves until `shutdown` is cancelled and the drain is over.
