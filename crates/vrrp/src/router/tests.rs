@@ -573,3 +573,44 @@ fn drops_are_counted_by_reason() {
         .sum();
     assert_eq!(named, 1);
 }
+
+#[test]
+fn send_checksum_mode_is_configurable() {
+    for mode in [ChecksumMode::Rfc9568, ChecksumMode::Keepalived] {
+        let mut c = config(255);
+        c.send_checksum = mode;
+        c.unicast_peers = vec![HIGHER_IP];
+        let mut r = Router::new(c).expect("valid");
+        let a = r.handle(Input::Startup, T0);
+        let payload = a
+            .iter()
+            .find_map(|a| match a {
+                Action::SendAdvert { payload, .. } => Some(payload.clone()),
+                _ => None,
+            })
+            .expect("an advert");
+        let ip = IpContext {
+            src: ME,
+            dst: HIGHER_IP,
+            ttl: 255,
+        };
+        assert_eq!(packet::decode(&payload, &ip).map(|d| d.checksum), Ok(mode));
+    }
+}
+
+#[test]
+fn counter_names_are_unique_and_complete() {
+    let c = Counters {
+        bad_ttl: 1,
+        foreign_source: 2,
+        ..Counters::default()
+    };
+    let names: Vec<&str> = c.iter().map(|(n, _)| n).collect();
+    let mut dedup = names.clone();
+    dedup.sort_unstable();
+    dedup.dedup();
+    assert_eq!(dedup.len(), names.len());
+    assert_eq!(names.len(), 20);
+    assert_eq!(c.iter().map(|(_, v)| v).sum::<u64>(), 3);
+    assert_eq!(c.dropped(), 3);
+}
