@@ -36,10 +36,20 @@ pub enum DaemonError {
 /// The VRRP health input for a pool summary (pure; see the module docs).
 pub fn vrrp_health(s: &HealthSummary, local_weight: u8) -> vrrp::Health {
     if s.healthy == 0 {
-        return vrrp::Health { weight: 0, fault: true };
+        return vrrp::Health {
+            weight: 0,
+            fault: true,
+        };
     }
-    let weight = if s.local_ready == Some(false) { -i32::from(local_weight) } else { 0 };
-    vrrp::Health { weight, fault: false }
+    let weight = if s.local_ready == Some(false) {
+        -i32::from(local_weight)
+    } else {
+        0
+    };
+    vrrp::Health {
+        weight,
+        fault: false,
+    }
 }
 
 /// Prometheus/OpenMetrics text for the VRRP side, appended to the proxy's families.
@@ -50,36 +60,84 @@ pub fn render_vrrp(out: &mut String, st: &vip::Status) {
         vrrp::State::Master => "master",
         vrrp::State::Fault => "fault",
     };
-    let _ = writeln!(out, "# HELP kubeha_frontdoor_vrrp_state Current VRRP state (1 = this state).");
+    let _ = writeln!(
+        out,
+        "# HELP kubeha_frontdoor_vrrp_state Current VRRP state (1 = this state)."
+    );
     let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_state gauge");
     for s in ["initialize", "backup", "master", "fault"] {
-        let _ = writeln!(out, "kubeha_frontdoor_vrrp_state{{state=\"{s}\"}} {}", u8::from(s == state));
+        let _ = writeln!(
+            out,
+            "kubeha_frontdoor_vrrp_state{{state=\"{s}\"}} {}",
+            u8::from(s == state)
+        );
     }
-    let _ = writeln!(out, "# HELP kubeha_frontdoor_vrrp_priority Effective VRRP priority.");
+    let _ = writeln!(
+        out,
+        "# HELP kubeha_frontdoor_vrrp_priority Effective VRRP priority."
+    );
     let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_priority gauge");
-    let _ = writeln!(out, "kubeha_frontdoor_vrrp_priority {}", st.effective_priority);
-    let _ = writeln!(out, "# HELP kubeha_frontdoor_vip_held Whether this node holds the VIP.");
+    let _ = writeln!(
+        out,
+        "kubeha_frontdoor_vrrp_priority {}",
+        st.effective_priority
+    );
+    let _ = writeln!(
+        out,
+        "# HELP kubeha_frontdoor_vip_held Whether this node holds the VIP."
+    );
     let _ = writeln!(out, "# TYPE kubeha_frontdoor_vip_held gauge");
     let _ = writeln!(out, "kubeha_frontdoor_vip_held {}", u8::from(st.holds_vip));
     for (name, help, v) in [
-        ("vrrp_transitions", "VRRP state transitions.", st.transitions),
+        (
+            "vrrp_transitions",
+            "VRRP state transitions.",
+            st.transitions,
+        ),
         ("vrrp_adverts_sent", "VRRP adverts sent.", st.adverts_sent),
-        ("vrrp_adverts_received", "VRRP adverts accepted.", st.counters.adverts_accepted),
-        ("vrrp_gratuitous_arps", "Gratuitous ARPs sent.", st.gratuitous_arps),
+        (
+            "vrrp_adverts_received",
+            "VRRP adverts accepted.",
+            st.counters.adverts_accepted,
+        ),
+        (
+            "vrrp_gratuitous_arps",
+            "Gratuitous ARPs sent.",
+            st.gratuitous_arps,
+        ),
     ] {
         let _ = writeln!(out, "# HELP kubeha_frontdoor_{name} {help}");
         let _ = writeln!(out, "# TYPE kubeha_frontdoor_{name} counter");
         let _ = writeln!(out, "kubeha_frontdoor_{name}_total {v}");
     }
-    let _ = writeln!(out, "# HELP kubeha_frontdoor_vrrp_dropped VRRP packets dropped, by reason.");
+    let _ = writeln!(
+        out,
+        "# HELP kubeha_frontdoor_vrrp_dropped VRRP packets dropped, by reason."
+    );
     let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_dropped counter");
     for (reason, v) in st.counters.iter() {
-        if reason.starts_with("bad_") || matches!(reason, "vrid_mismatch" | "foreign_source" | "interval_mismatch" | "auth_mismatch" | "address_mismatch" | "owner_conflict") {
-            let _ = writeln!(out, "kubeha_frontdoor_vrrp_dropped_total{{reason=\"{reason}\"}} {v}");
+        if reason.starts_with("bad_")
+            || matches!(
+                reason,
+                "vrid_mismatch"
+                    | "foreign_source"
+                    | "interval_mismatch"
+                    | "auth_mismatch"
+                    | "address_mismatch"
+                    | "owner_conflict"
+            )
+        {
+            let _ = writeln!(
+                out,
+                "kubeha_frontdoor_vrrp_dropped_total{{reason=\"{reason}\"}} {v}"
+            );
         }
     }
     if let Some(m) = st.master {
-        let _ = writeln!(out, "# HELP kubeha_frontdoor_vrrp_master Source of the last accepted advert.");
+        let _ = writeln!(
+            out,
+            "# HELP kubeha_frontdoor_vrrp_master Source of the last accepted advert."
+        );
         let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_master gauge");
         let _ = writeln!(out, "kubeha_frontdoor_vrrp_master{{address=\"{m}\"}} 1");
     }
@@ -102,12 +160,19 @@ async fn resolve_source(cfg: &DaemonConfig) -> Result<Ipv4Addr, DaemonError> {
 /// Runs the daemon until `stop` is cancelled, then hands over and drains.
 pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), DaemonError> {
     let source = resolve_source(&cfg).await?;
-    let pool = Arc::new(Pool::new(cfg.backends.clone(), cfg.balance).with_local_ip(IpAddr::V4(source)));
+    let pool =
+        Arc::new(Pool::new(cfg.backends.clone(), cfg.balance).with_local_ip(IpAddr::V4(source)));
 
     // Bind first: a port already taken is a configuration error, reported before any VRRP.
-    let listener = crate::proxy::bind(cfg.proxy.listen, cfg.proxy.backlog).map_err(|e| DaemonError::Listen(cfg.proxy.listen, e))?;
+    let listener = crate::proxy::bind(cfg.proxy.listen, cfg.proxy.backlog)
+        .map_err(|e| DaemonError::Listen(cfg.proxy.listen, e))?;
     let metrics_listener = match cfg.metrics {
-        Some(a) => Some((a, tokio::net::TcpListener::bind(a).await.map_err(|e| DaemonError::Metrics(a, e))?)),
+        Some(a) => Some((
+            a,
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| DaemonError::Metrics(a, e))?,
+        )),
         None => None,
     };
 
@@ -115,8 +180,17 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     let checks_stop = CancellationToken::new();
     let vrrp_stop = CancellationToken::new();
 
-    let checks = tokio::spawn(crate::health::run_health_checks(cfg.check.clone(), pool.clone(), checks_stop.clone()));
-    let proxy = tokio::spawn(crate::proxy::serve(listener, cfg.proxy.clone(), pool.clone(), proxy_stop.clone()));
+    let checks = tokio::spawn(crate::health::run_health_checks(
+        cfg.check.clone(),
+        pool.clone(),
+        checks_stop.clone(),
+    ));
+    let proxy = tokio::spawn(crate::proxy::serve(
+        listener,
+        cfg.proxy.clone(),
+        pool.clone(),
+        proxy_stop.clone(),
+    ));
 
     // Pool summary -> VRRP health, at once on every change.
     let (health_tx, health_rx) = watch::channel(vrrp_health(&pool.summary(), cfg.local_weight));
@@ -146,7 +220,11 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
             crate::metrics::finish_render(&mut out);
             out
         });
-        tokio::spawn(crate::metrics::serve_metrics_on(l, render, metrics_stop.clone()))
+        tokio::spawn(crate::metrics::serve_metrics_on(
+            l,
+            render,
+            metrics_stop.clone(),
+        ))
     });
 
     let mut router = vrrp::Config::new(cfg.vrid, cfg.priority, source, vec![cfg.vip]);
@@ -162,7 +240,12 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         handover_timeout: cfg.handover_timeout,
     };
     tracing::info!(%source, vip = %cfg.vip, priority = cfg.priority, backends = cfg.backends.len(), "front door starting");
-    let mut speaker = tokio::spawn(vip::run(speaker_cfg, health_rx, vrrp_stop.clone(), status_tx));
+    let mut speaker = tokio::spawn(vip::run(
+        speaker_cfg,
+        health_rx,
+        vrrp_stop.clone(),
+        status_tx,
+    ));
 
     // Run until asked to stop, or until the VRRP side fails.
     let early = tokio::select! {
@@ -190,7 +273,9 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     tracing::info!("front door stopped");
     match speaker_result {
         Ok(r) => r.map_err(DaemonError::from),
-        Err(join) => Err(DaemonError::Vip(vip::VipError::Netlink(std::io::Error::other(join.to_string())))),
+        Err(join) => Err(DaemonError::Vip(vip::VipError::Netlink(
+            std::io::Error::other(join.to_string()),
+        ))),
     }
 }
 
@@ -200,16 +285,48 @@ mod tests {
 
     #[test]
     fn no_healthy_backend_is_fault_and_local_not_ready_lowers_priority() {
-        let s = |healthy, local_ready| HealthSummary { total: 3, healthy, local_ready };
-        assert_eq!(vrrp_health(&s(0, Some(false)), 30), vrrp::Health { weight: 0, fault: true });
-        assert_eq!(vrrp_health(&s(2, Some(false)), 30), vrrp::Health { weight: -30, fault: false });
-        assert_eq!(vrrp_health(&s(3, Some(true)), 30), vrrp::Health { weight: 0, fault: false });
-        assert_eq!(vrrp_health(&s(3, None), 30), vrrp::Health { weight: 0, fault: false });
+        let s = |healthy, local_ready| HealthSummary {
+            total: 3,
+            healthy,
+            local_ready,
+        };
+        assert_eq!(
+            vrrp_health(&s(0, Some(false)), 30),
+            vrrp::Health {
+                weight: 0,
+                fault: true
+            }
+        );
+        assert_eq!(
+            vrrp_health(&s(2, Some(false)), 30),
+            vrrp::Health {
+                weight: -30,
+                fault: false
+            }
+        );
+        assert_eq!(
+            vrrp_health(&s(3, Some(true)), 30),
+            vrrp::Health {
+                weight: 0,
+                fault: false
+            }
+        );
+        assert_eq!(
+            vrrp_health(&s(3, None), 30),
+            vrrp::Health {
+                weight: 0,
+                fault: false
+            }
+        );
     }
 
     #[test]
     fn vrrp_metrics_name_the_state_and_drops() {
-        let mut st = vip::Status { holds_vip: true, effective_priority: 140, ..Default::default() };
+        let mut st = vip::Status {
+            holds_vip: true,
+            effective_priority: 140,
+            ..Default::default()
+        };
         st.state = vrrp::State::Master;
         st.counters.bad_ttl = 3;
         let mut out = String::new();

@@ -4,8 +4,8 @@
 //! (no other new dependency: clap is there, `time` comes re-exported as `pki::time`),
 //! `mod cmd_pki;` in main.rs, a `Pki(cmd_pki::PkiArgs)` subcommand, and map
 //! `run`'s `Ok(code)` to the exit status and `Err(msg)` to a message + exit 2.
-//! `pki issue -f cluster.yaml` needs [`spec_from_inventory`] (TODO below); until then
-//! `pki issue --spec spec.yaml` takes the PKI spec directly.
+//! `pki issue -f cluster.yaml` maps the inventory with `plan::pki::spec`; `--spec spec.yaml`
+//! takes a PKI spec directly.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -235,14 +235,13 @@ pub fn run_to(
     }
 }
 
-/// TODO(lead): build the [`PkiSpec`] from the validated inventory (cluster name and domain,
-/// service CIDR, VIP + port, Kubernetes version, control-plane and etcd nodes with their
-/// addresses, extra SANs, key type, validities). The pki crate does not depend on the
-/// inventory crate on purpose.
+/// The PKI spec for a cluster inventory (validation errors are printed with their place).
 pub fn spec_from_inventory(path: &Path) -> Result<PkiSpec, String> {
-    Err(format!(
-        "{}: `pki issue -f` is not wired to the inventory yet; use `pki issue --spec spec.yaml` \
-         (see PkiSpec::from_yaml for the format)",
-        path.display()
-    ))
+    let loaded = crate::cmd_plan::load_inventory(path).map_err(|_| {
+        format!(
+            "{}: fix the inventory first; nothing was issued",
+            path.display()
+        )
+    })?;
+    Ok(plan::pki::spec(&loaded.inventory))
 }

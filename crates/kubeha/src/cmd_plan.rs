@@ -24,6 +24,46 @@ pub struct PlanArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// PKI store to take certificates from (default: pki/ next to the inventory)
+    #[arg(long, value_name = "DIR")]
+    pub pki_dir: Option<PathBuf>,
+}
+
+/// Where the PKI store of an inventory lives unless told otherwise: beside the file.
+pub fn default_pki_dir(inventory: &Path) -> PathBuf {
+    inventory
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("pki")
+}
+
+/// The run-time inputs of a Plan: a freshly minted bootstrap token (never a well-known one)
+/// and, once issued, the PKI's files and CA hash.
+pub fn plan_inputs(inv: &inventory::Inventory, pki_dir: &Path) -> Result<plan::Inputs, String> {
+    let now = pki::time::OffsetDateTime::now_utc();
+    let token = pki::generate_token(std::time::Duration::from_secs(2 * 3600), now)
+        .map_err(|e| format!("cannot mint a bootstrap token: {e}"))?;
+    let issued = pki_dir.join(pki::CaKind::Ca.cert_rel()).exists();
+    let pki_files = if issued {
+        Some(
+            plan::pki::artifacts(&pki::Store::open(pki_dir), inv).map_err(|e| {
+                format!(
+                    "PKI store {}: {e} (run `kubeha pki issue -f FILE --dir {0}`)",
+                    pki_dir.display()
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(plan::Inputs {
+        render: render::Inputs {
+            bootstrap_token: token.token.to_string(),
+            ca_cert_hash: plan::pki::ca_hash(pki_dir),
+        },
+        pki: pki_files,
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -69,7 +109,18 @@ pub fn run(args: PlanArgs) -> u8 {
         Err(code) => return code,
     };
     let inv = &loaded.inventory;
-    let plan = plan::build(inv, &plan::Inputs::placeholder());
+    let pki_dir = args
+        .pki_dir
+        .clone()
+        .unwrap_or_else(|| default_pki_dir(&args.file));
+    let inputs = match plan_inputs(inv, &pki_dir) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("kubeha: {e}");
+            return 1;
+        }
+    };
+    let plan = plan::build(inv, &inputs);
     if let Some(dir) = &args.out {
         match write_tree(&plan, dir) {
             Ok(stats) => eprintln!(

@@ -1,6 +1,8 @@
 //! kubeha: highly-available Kubernetes control planes from one inventory file.
 //! This crate is the CLI only: arguments, output, exit codes.
 
+mod cmd_frontdoor;
+mod cmd_pki;
 mod cmd_plan;
 
 use std::process::ExitCode;
@@ -28,12 +30,24 @@ struct Cli {
 enum Command {
     /// Validate the inventory and show every file and step per node; changes nothing
     Plan(cmd_plan::PlanArgs),
+    /// Issue, inspect and renew certificates; bootstrap tokens; the CA hash
+    Pki(cmd_pki::PkiArgs),
+    /// The front door daemon (VIP + apiserver load balancer) on a control-plane node
+    Frontdoor(cmd_frontdoor::FrontdoorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Plan(args) => cmd_plan::run(args),
+        Command::Pki(args) => match cmd_pki::run(args) {
+            Ok(code) => code.clamp(0, 255) as u8,
+            Err(msg) => {
+                eprintln!("kubeha pki: {msg}");
+                EXIT_INVALID
+            }
+        },
+        Command::Frontdoor(args) => cmd_frontdoor::run(args),
     };
     ExitCode::from(code)
 }

@@ -137,6 +137,22 @@ fn out_dir_gets_every_artifact_with_its_mode_and_reruns_unchanged() {
     );
     assert!(out.join("master2/etc/kubeha/frontdoor.yaml").exists());
     assert!(!out.join("worker1/etc/kubeha/frontdoor.yaml").exists());
+    let token = |p: &Path| -> String {
+        let s = std::fs::read_to_string(p).unwrap();
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("- token: "))
+            .unwrap()
+            .to_string()
+    };
+    let first_token = token(&init);
+    assert!(
+        first_token.len() == 23 && first_token.as_bytes()[6] == b'.',
+        "{first_token}"
+    );
+    assert_ne!(
+        first_token, "abcdef.0123456789abcdef",
+        "never a well-known token"
+    );
     let again = kubeha()
         .args(["plan", "-f"])
         .arg(&example)
@@ -145,7 +161,12 @@ fn out_dir_gets_every_artifact_with_its_mode_and_reruns_unchanged() {
         .assert()
         .success();
     let stderr = String::from_utf8_lossy(&again.get_output().stderr).to_string();
-    assert!(stderr.contains("(0 new, 0 changed,"), "{stderr}");
+    // each run mints its own bootstrap token: only the five kubeadm configs change
+    assert!(
+        stderr.contains("(0 new, 5 changed, 36 unchanged"),
+        "{stderr}"
+    );
+    assert_ne!(token(&init), first_token);
     // a file the user edited is replaced, and the user is told
     std::fs::write(&sysctl, "edited\n").unwrap();
     let third = kubeha()

@@ -37,7 +37,7 @@ fn main() {
         let spec = PkiSpec::new(
             "kubernetes",
             Endpoint {
-                vip: "10.0.0.100".parse().unwrap(),
+                vip: "198.18.0.100".parse().unwrap(),
                 port: 16443,
             },
             nodes,

@@ -217,7 +217,7 @@ mod tests {
     fn round_trip_and_shape() {
         let k = Kubeconfig::new(
             "kubernetes",
-            "https://10.0.0.100:16443",
+            "https://198.18.0.100:16443",
             "kubernetes-admin",
             "CA",
             "CERT",
@@ -229,7 +229,7 @@ mod tests {
             "{y}"
         );
         assert!(y.contains("client-certificate-data: Q0VSVA=="), "{y}");
-        assert!(y.contains("server: https://10.0.0.100:16443"), "{y}");
+        assert!(y.contains("server: https://198.18.0.100:16443"), "{y}");
         let back = Kubeconfig::parse(&y).unwrap();
         assert_eq!(back, k);
         assert_eq!(back.current_user().unwrap().name, "kubernetes-admin");
@@ -250,7 +250,7 @@ mod tests {
         let long = "A".repeat(3000);
         let y = Kubeconfig::new(
             "kubernetes",
-            "https://10.0.0.100:16443",
+            "https://198.18.0.100:16443",
             "u",
             &long,
             "c",
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn reads_a_kubelet_style_config_with_file_references() {
-        let y = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://10.0.0.1:6443\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n  name: default-context\ncurrent-context: default-context\nkind: Config\npreferences: {}\nusers:\n- name: default-auth\n  user:\n    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem\n";
+        let y = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://198.18.0.1:6443\n  name: default-cluster\ncontexts:\n- context:\n    cluster: default-cluster\n    namespace: default\n    user: default-auth\n  name: default-context\ncurrent-context: default-context\nkind: Config\npreferences: {}\nusers:\n- name: default-auth\n  user:\n    client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem\n    client-key: /var/lib/kubelet/pki/kubelet-client-current.pem\n";
         let k = Kubeconfig::parse(y).unwrap();
         assert_eq!(
             k.current_user().unwrap().user.client_certificate.as_deref(),

@@ -251,9 +251,9 @@ impl PkiSpec {
     /// cluster_name: kubernetes          # optional
     /// cluster_domain: cluster.local     # optional
     /// service_cidr: 10.96.0.0/12        # optional
-    /// endpoint: {vip: 192.168.0.200, port: 16443}
+    /// endpoint: {vip: 198.18.0.200, port: 16443}
     /// kubernetes_version: "1.33"        # optional
-    /// control_plane: [{name: m1, address: 192.168.0.11}]
+    /// control_plane: [{name: m1, address: 198.18.0.11}]
     /// etcd: [...]                       # optional, default = control_plane (stacked)
     /// extra_sans: [api.example.com]     # optional
     /// key_type: rsa2048 | ecdsa-p256    # optional
@@ -384,10 +384,10 @@ mod tests {
         PkiSpec::new(
             "kubernetes",
             Endpoint {
-                vip: "192.168.0.200".parse().unwrap(),
+                vip: "198.18.0.200".parse().unwrap(),
                 port: 16443,
             },
-            vec![NodeId::new("m1", "192.168.0.11".parse().unwrap())],
+            vec![NodeId::new("m1", "198.18.0.11".parse().unwrap())],
         )
     }
 
@@ -420,7 +420,7 @@ mod tests {
         s.control_plane[0].name = "../etc".into();
         assert!(s.validate().is_err());
         let mut s = spec();
-        s.etcd[0].address = "192.168.0.99".parse().unwrap();
+        s.etcd[0].address = "198.18.0.99".parse().unwrap();
         assert!(
             s.validate()
                 .unwrap_err()
@@ -448,14 +448,14 @@ mod tests {
     #[test]
     fn yaml_spec_with_defaults() {
         let s = PkiSpec::from_yaml(
-            "endpoint: {vip: 10.0.0.100}\ncontrol_plane:\n  - {name: m1, address: 10.0.0.1}\nkey_type: ecdsa-p256\nleaf_validity: 48h\n",
+            "endpoint: {vip: 198.18.0.100}\ncontrol_plane:\n  - {name: m1, address: 198.18.0.1}\nkey_type: ecdsa-p256\nleaf_validity: 48h\n",
         )
         .unwrap();
         assert_eq!(s.endpoint.port, 16443);
         assert_eq!(s.etcd, s.control_plane);
         assert_eq!(s.key_type, KeyType::EcdsaP256);
         assert_eq!(s.leaf_validity, Duration::from_secs(48 * 3600));
-        assert!(PkiSpec::from_yaml("endpoint: {vip: 10.0.0.100}\ncontrol_plane: []\n").is_err());
+        assert!(PkiSpec::from_yaml("endpoint: {vip: 198.18.0.100}\ncontrol_plane: []\n").is_err());
         assert!(PkiSpec::from_yaml("bogus: 1\n").is_err());
     }
 }

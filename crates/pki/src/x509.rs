@@ -449,7 +449,7 @@ mod tests {
             let key = generate_key(kt).unwrap();
             let mut t = LeafTemplate::client("leaf", Some("grp"));
             t.usage = Usage::ServerClient;
-            t.sans.insert(San::parse("10.0.0.1"));
+            t.sans.insert(San::parse("198.18.0.1"));
             t.sans.insert(San::parse("node-a"));
             let (pem, capped) = ca
                 .sign(&t, &key, Duration::from_secs(86400), now())

@@ -74,13 +74,13 @@ fn check_layout(kt: KeyType) {
         "DNS:kubernetes.default.svc,",
         "DNS:kubernetes.default.svc.cluster.local",
         "IP Address:10.96.0.1",
-        "IP Address:10.0.0.100",
+        "IP Address:198.18.0.100",
         "DNS:m1",
         "DNS:m2",
         "DNS:m3",
-        "IP Address:10.0.0.11",
-        "IP Address:10.0.0.12",
-        "IP Address:10.0.0.13",
+        "IP Address:198.18.0.11",
+        "IP Address:198.18.0.12",
+        "IP Address:198.18.0.13",
         "DNS:api.example.com",
     ] {
         assert!(t.contains(san), "apiserver lacks {san}:\n{t}");
@@ -187,7 +187,7 @@ fn check_layout(kt: KeyType) {
             for san in [
                 format!("DNS:{node}"),
                 "DNS:localhost".into(),
-                format!("IP Address:10.0.0.{}", 11 + i),
+                format!("IP Address:198.18.0.{}", 11 + i),
                 "IP Address:127.0.0.1".into(),
                 "IP Address:0:0:0:0:0:0:0:1".into(),
             ] {
@@ -228,7 +228,7 @@ fn check_layout(kt: KeyType) {
     ] {
         let kc =
             Kubeconfig::parse(&fs::read_to_string(p(&format!("cluster/{file}"))).unwrap()).unwrap();
-        assert_eq!(kc.clusters[0].cluster.server, "https://10.0.0.100:16443");
+        assert_eq!(kc.clusters[0].cluster.server, "https://198.18.0.100:16443");
         assert_eq!(kc.current_context, format!("{user}@kubernetes"));
         let b64 = base64::engine::general_purpose::STANDARD;
         assert_eq!(

@@ -89,7 +89,7 @@ fn vip_change_reissues_only_the_apiserver_certificate() {
     let mut s = spec(KeyType::EcdsaP256);
     store.issue(&s, fixed_now(), &opts()).unwrap();
     let before = snapshot(d.path());
-    s.endpoint.vip = "10.0.0.200".parse().unwrap();
+    s.endpoint.vip = "198.18.0.200".parse().unwrap();
     let r = store.issue(&s, fixed_now(), &opts()).unwrap();
 
     let reissued: Vec<&str> = r
@@ -103,7 +103,7 @@ fn vip_change_reissues_only_the_apiserver_certificate() {
         unreachable!()
     };
     assert!(
-        why.contains("added IP:10.0.0.200") && why.contains("removed IP:10.0.0.100"),
+        why.contains("added IP:198.18.0.200") && why.contains("removed IP:198.18.0.100"),
         "{why}"
     );
     // Kubeconfigs keep their credentials; only the server line changes.
@@ -114,7 +114,7 @@ fn vip_change_reissues_only_the_apiserver_certificate() {
         "scheduler.conf",
     ] {
         match &r.get(k).unwrap().action {
-            Action::Rewritten(w) => assert!(w.contains("https://10.0.0.200:16443"), "{w}"),
+            Action::Rewritten(w) => assert!(w.contains("https://198.18.0.200:16443"), "{w}"),
             a => panic!("{k}: {a}"),
         }
     }
@@ -147,11 +147,11 @@ fn vip_change_reissues_only_the_apiserver_certificate() {
     assert_eq!(changed(&before, &after), expected);
     let old = String::from_utf8(before["cluster/admin.conf"].clone()).unwrap();
     let new = String::from_utf8(after["cluster/admin.conf"].clone()).unwrap();
-    assert_eq!(old.replace("10.0.0.100", "10.0.0.200"), new);
+    assert_eq!(old.replace("198.18.0.100", "198.18.0.200"), new);
     let info = parse_cert(&cert_der(&d.path().join("cluster/pki/apiserver.crt"))).unwrap();
     assert!(
         info.sans
-            .contains(&pki::San::Ip("10.0.0.200".parse().unwrap()))
+            .contains(&pki::San::Ip("198.18.0.200".parse().unwrap()))
     );
 }
 
@@ -161,7 +161,7 @@ fn adding_a_member_creates_its_certificates_and_extends_the_apiserver_sans() {
     let store = Store::open(d.path());
     let mut s = spec(KeyType::EcdsaP256);
     store.issue(&s, fixed_now(), &opts()).unwrap();
-    let m4 = NodeId::new("m4", "10.0.0.14".parse().unwrap());
+    let m4 = NodeId::new("m4", "198.18.0.14".parse().unwrap());
     s.control_plane.push(m4.clone());
     s.etcd.push(m4);
     let r = store.issue(&s, fixed_now(), &opts()).unwrap();
@@ -172,7 +172,7 @@ fn adding_a_member_creates_its_certificates_and_extends_the_apiserver_sans() {
     assert_eq!(
         changed,
         [
-            "apiserver reissued: SANs changed: added DNS:m4, IP:10.0.0.14",
+            "apiserver reissued: SANs changed: added DNS:m4, IP:198.18.0.14",
             "etcd/server[m4] created",
             "etcd/peer[m4] created"
         ],
@@ -730,7 +730,7 @@ fn check_lists_every_certificate_including_kubeconfig_ones() {
         .unwrap();
     assert_eq!(api.days_left, 365);
     assert_eq!(api.issuer, "CN=kubernetes");
-    assert!(api.sans.contains(&"IP:10.0.0.100".to_string()));
+    assert!(api.sans.contains(&"IP:198.18.0.100".to_string()));
     let table = r.table();
     assert!(table.starts_with("SOURCE"), "{table}");
     assert!(

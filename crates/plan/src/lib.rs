@@ -2,6 +2,7 @@
 //! prints a Plan; `kubeha up` executes the same value. Building it is pure.
 
 mod build;
+pub mod pki;
 mod steps;
 
 use std::collections::BTreeMap;

@@ -30,6 +30,28 @@ pub struct FrontdoorConfig {
     pub balance: String,
     pub health: HealthConfig,
     pub metrics: String,
+    /// How far priority drops while this node's own backend is not ready (keepalived's
+    /// weight); more than the spread of the priorities, so a healthy node takes over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_weight: Option<u8>,
+    /// The holder's VIP valid lifetime, refreshed while it holds it (default 2s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip_lifetime: Option<String>,
+    /// On SIGTERM: how long to keep the VIP waiting for the new master (default 3s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_timeout: Option<String>,
+    /// On SIGTERM: how long open connections may finish (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<String>,
+    /// One backend connect attempt (default 1s); then the next backend is tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Idle sessions are closed after this long (default 1h: watches idle for minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Open sessions at most (default 20000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -51,6 +73,17 @@ pub struct HealthConfig {
     pub interval: String,
     pub fall: u32,
     pub rise: u32,
+    /// Check this port instead of the backend's (e.g. etcd's plain-HTTP metrics port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Client certificate and key (PEM paths) for backends that require mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// Bound on one check (default: the interval, at most 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 fn duration(d: std::time::Duration) -> String {
@@ -107,8 +140,19 @@ pub fn for_node(inv: &Inventory, node: &Node) -> FrontdoorConfig {
             interval: duration(fd.health.interval),
             fall: fd.health.fall,
             rise: fd.health.rise,
+            port: None,
+            client_cert: None,
+            client_key: None,
+            timeout: None,
         },
         metrics: "127.0.0.1:9100".into(),
+        local_weight: Some(crate::keepalived_haproxy::check_weight(inv)),
+        vip_lifetime: None,
+        handover_timeout: None,
+        drain_timeout: None,
+        connect_timeout: None,
+        idle_timeout: None,
+        max_connections: None,
     }
 }
 

@@ -114,6 +114,29 @@ impl Netlink {
         Ok(found)
     }
 
+    /// The interface's IPv4 addresses in kernel order (the primary first), with prefixes.
+    pub async fn v4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>, VipError> {
+        let mut out = Vec::new();
+        let mut list = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = list
+            .try_next()
+            .await
+            .map_err(|e| VipError::Interface(index.to_string(), e.to_string()))?
+        {
+            for a in &msg.attributes {
+                if let AddressAttribute::Local(IpAddr::V4(v4)) = a {
+                    out.push((*v4, msg.header.prefix_len));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn has(&self, index: u32, addr: Ipv4Addr) -> Result<bool, VipError> {
         let mut list = self
             .handle

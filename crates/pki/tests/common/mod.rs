@@ -6,20 +6,20 @@ use std::process::Command;
 use pki::{Endpoint, KeyType, NodeId, PkiSpec};
 use time::OffsetDateTime;
 
-/// Three stacked control-plane nodes behind VIP 10.0.0.100:16443.
+/// Three stacked control-plane nodes behind VIP 198.18.0.100:16443.
 pub fn spec(kt: KeyType) -> PkiSpec {
     let nodes = (1..=3)
         .map(|i| {
             NodeId::new(
                 format!("m{i}"),
-                format!("10.0.0.{}", 10 + i).parse().unwrap(),
+                format!("198.18.0.{}", 10 + i).parse().unwrap(),
             )
         })
         .collect();
     let mut s = PkiSpec::new(
         "kubernetes",
         Endpoint {
-            vip: "10.0.0.100".parse().unwrap(),
+            vip: "198.18.0.100".parse().unwrap(),
             port: 16443,
         },
         nodes,
