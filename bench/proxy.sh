@@ -107,11 +107,13 @@ EOF
 "$HAPROXY" -c -q -f "$tmp/haproxy.cfg"
 "$HAPROXY" -db -f "$tmp/haproxy.cfg" 2>"$tmp/haproxy.log" &
 pids+=($!)
+ha_pid=$!
 
 # shellcheck disable=SC2086
 "$PROXY" 127.0.0.1:$our_port 127.0.0.1:$b1 127.0.0.1:$b2 127.0.0.1:$b3 \
     --balance "$BALANCE" $PROXY_ARGS 2>"$tmp/proxy.log" &
 pids+=($!)
+our_pid=$!
 
 wait_port() {
     for _ in $(seq 1 100); do
@@ -144,26 +146,43 @@ run_wrk() {
         }'
 }
 
-declare -A rps p99
+# CPU time (user + system, clock ticks, all threads) used so far by a process.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+declare -A rps p99 cpu
 names=(direct haproxy kubeha)
 declare -A port=([direct]=$b1 [haproxy]=$ha_port [kubeha]=$our_port)
+declare -A pid=([direct]=0 [haproxy]=$ha_pid [kubeha]=$our_pid)
 for n in "${names[@]}"; do run_wrk 2s "${port[$n]}" >/dev/null; done # warm-up
 for r in $(seq 1 "$ROUNDS"); do
     for n in "${names[@]}"; do
+        t0=0
+        [ "${pid[$n]}" != 0 ] && t0=$(cpu_ticks "${pid[$n]}")
         read -r a b < <(run_wrk "$DURATION" "${port[$n]}")
+        c=0
+        if [ "${pid[$n]}" != 0 ]; then
+            # proxy CPU microseconds per request: robust to other load on the machine
+            c=$(awk -v t="$(($(cpu_ticks "${pid[$n]}") - t0))" -v hz="$hz" -v r="$a" -v d="${DURATION%s}" \
+                'BEGIN { printf "%.2f", (r > 0 ? t / hz * 1e6 / (r * d) : 0) }')
+        fi
         rps[$n]+="$a "
         p99[$n]+="$b "
-        printf 'round %d %-8s %10.0f req/s  p99 %7.3f ms\n' "$r" "$n" "$a" "$b" >&2
+        cpu[$n]+="$c "
+        printf 'round %d %-8s %10.0f req/s  p99 %7.3f ms  proxy cpu %6s us/req\n' "$r" "$n" "$a" "$b" "$c" >&2
     done
 done
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo
 echo "wrk -t$THREADS -c$CONNS -d$DURATION, body $BODY_BYTES B, $ROUNDS rounds (median), $(nproc) CPUs, balance $BALANCE ${PROXY_ARGS}"
-printf '%-8s %12s %10s %14s %14s\n' target req/s p99_ms "req/s vs hap" "p99 vs hap"
+printf '%-8s %12s %10s %14s %14s %12s %12s\n' target req/s p99_ms "req/s vs hap" "p99 vs hap" "cpu_us/req" "cpu vs hap"
 hr=$(echo "${rps[haproxy]}" | median) hp=$(echo "${p99[haproxy]}" | median)
+hc=$(echo "${cpu[haproxy]}" | median)
 for n in "${names[@]}"; do
     mr=$(echo "${rps[$n]}" | median) mp=$(echo "${p99[$n]}" | median)
-    awk -v n="$n" -v r="$mr" -v p="$mp" -v hr="$hr" -v hp="$hp" 'BEGIN {
-        printf "%-8s %12.0f %10.3f %13.2fx %13.2fx\n", n, r, p, (hr > 0 ? r / hr : 0), (hp > 0 ? p / hp : 0) }'
+    mc=$(echo "${cpu[$n]}" | median)
+    awk -v n="$n" -v r="$mr" -v p="$mp" -v c="$mc" -v hr="$hr" -v hp="$hp" -v hc="$hc" 'BEGIN {
+        printf "%-8s %12.0f %10.3f %13.2fx %13.2fx %12.2f %11.2fx\n", n, r, p,
+            (hr > 0 ? r / hr : 0), (hp > 0 ? p / hp : 0), c, (hc > 0 ? c / hc : 0) }'
 done

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! proxy_only LISTEN BACKEND... [--balance round-robin|least-connections]
-//!            [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR]
+//!            [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core]
 //! ```
+//! `--per-core`: `--threads` single-threaded runtimes, each with its own `SO_REUSEPORT`
+//! listener (thread per core, no work stealing); otherwise one multi-threaded runtime.
 //! Runs until Ctrl-C or SIGTERM, then drains (5 s).
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ struct Args {
     acceptors: usize,
     buffer: usize,
     metrics: Option<SocketAddr>,
+    per_core: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -35,6 +38,7 @@ fn parse() -> Result<Args, String> {
     let mut acceptors = 1;
     let mut buffer = ProxyConfig::default().buffer_size;
     let mut metrics = None;
+    let mut per_core = false;
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -43,6 +47,7 @@ fn parse() -> Result<Args, String> {
             "--acceptors" => acceptors = val("--acceptors")?.parse().map_err(|e| format!("{e}"))?,
             "--buffer" => buffer = val("--buffer")?.parse().map_err(|e| format!("{e}"))?,
             "--metrics" => metrics = Some(val("--metrics")?.parse().map_err(|e| format!("{e}"))?),
+            "--per-core" => per_core = true,
             "-h" | "--help" => return Err(String::new()),
             _ => pos.push(a),
         }
@@ -63,6 +68,7 @@ fn parse() -> Result<Args, String> {
         acceptors: acceptors.max(1),
         buffer,
         metrics,
+        per_core,
     })
 }
 
@@ -72,13 +78,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "{e}\nusage: proxy_only LISTEN BACKEND... [--balance round-robin|least-connections] \
-                 [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR]"
+                 [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core]"
             );
             return ExitCode::from(2);
         }
     };
+    let workers = if args.per_core {
+        1
+    } else {
+        args.threads.max(1)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("runtime");
@@ -101,8 +112,25 @@ async fn run(args: Args) -> std::io::Result<()> {
         ..ProxyConfig::default()
     };
     let mut tasks = tokio::task::JoinSet::new();
+    let mut threads = Vec::new();
+    if args.per_core {
+        for _ in 0..args.threads.max(1) {
+            // Registered with this runtime by `bind`; moved to the core's own runtime below.
+            let std_listener = proxy::bind_reuseport(cfg.listen, cfg.backlog)?.into_std()?;
+            let (cfg, pool, shutdown) = (cfg.clone(), pool.clone(), shutdown.clone());
+            threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let l = tokio::net::TcpListener::from_std(std_listener)?;
+                    proxy::serve(l, cfg, pool, shutdown).await
+                })
+            }));
+        }
+    }
     // More than one acceptor: one SO_REUSEPORT listener each (the kernel spreads connects).
-    for _ in 0..args.acceptors {
+    for _ in 0..if args.per_core { 0 } else { args.acceptors } {
         let listener = if args.acceptors == 1 {
             proxy::bind(cfg.listen, cfg.backlog)?
         } else {
@@ -136,6 +164,14 @@ async fn run(args: Args) -> std::io::Result<()> {
     shutdown.cancel();
     while let Some(r) = tasks.join_next().await {
         if let Ok(Err(e)) = r {
+            eprintln!("proxy: {e}");
+        }
+    }
+    for t in threads {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
+            .await
+            .expect("join")
+        {
             eprintln!("proxy: {e}");
         }
     }

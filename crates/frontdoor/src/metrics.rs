@@ -22,6 +22,9 @@
 //! | `backend_connect_errors_total` | counter | `backend` |
 //! | `backend_ejections_total` | counter | `backend` |
 //! | `health_checks_total` | counter | `backend`, `result` = `success` or `failure` |
+//!
+//! The byte counters are fed in batches: an open session adds its count every 64 KiB and
+//! when it ends, so they may lag by less than 64 KiB per open session.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
