@@ -34,14 +34,19 @@ pub fn hosts_block(inv: &Inventory) -> Artifact {
     )
 }
 
-pub fn sysctl(_inv: &Inventory) -> Artifact {
-    let s = "\
+pub fn sysctl(inv: &Inventory, node: &inventory::Node) -> Artifact {
+    let mut s = "\
 # kubeha: kernel settings Kubernetes needs (bridged traffic through iptables, forwarding)
 net.bridge.bridge-nf-call-iptables = 1
 net.bridge.bridge-nf-call-ip6tables = 1
 net.ipv4.ip_forward = 1
 "
     .to_string();
+    if node.roles.control_plane && inv.frontdoor.kind != inventory::FrontdoorKind::External {
+        // ARP from the primary address, never the VIP: a node that lost the VIP uncleanly
+        // must not pull clients back to itself.
+        s.push_str("net.ipv4.conf.all.arp_announce = 2\n");
+    }
     Artifact::text(
         "/etc/sysctl.d/99-kubeha.conf",
         0o644,

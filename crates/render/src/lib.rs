@@ -88,7 +88,7 @@ pub mod paths {
 pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Artifact> {
     let mut out = vec![
         host::hosts_block(inv),
-        host::sysctl(inv),
+        host::sysctl(inv, node),
         host::modules(inv),
         containerd::config(inv),
         host::crictl(),

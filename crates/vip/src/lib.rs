@@ -9,6 +9,20 @@ pub mod speaker;
 
 pub use speaker::{SpeakerConfig, Status, run};
 
+/// Makes the kernel pick the interface's primary address, never the VIP, as the source of
+/// ARP requests (`arp_announce=2`, as LVS-DR setups do). Otherwise a holder that died with the
+/// VIP still assigned answers or probes clients "from" the VIP and pulls them back to itself.
+/// Returns the old value when it changed something.
+pub fn arp_announce(interface: &str) -> std::io::Result<Option<u8>> {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/arp_announce");
+    let old: u8 = std::fs::read_to_string(&path)?.trim().parse().unwrap_or(0);
+    if old >= 2 {
+        return Ok(None);
+    }
+    std::fs::write(&path, "2\n")?;
+    Ok(Some(old))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VipError {
     #[error("netlink: {0} (is this process allowed CAP_NET_ADMIN?)")]

@@ -66,7 +66,18 @@ struct Speaker {
     status: Status,
     /// Remove the VIP only after a new master is heard (make-before-break).
     defer_remove: bool,
+    /// Repeats of the takeover gratuitous ARP still to send.
+    garp_repeats: Vec<Instant>,
 }
+
+/// After a takeover, gratuitous ARP again at these offsets: a crashed holder keeps the VIP
+/// until its lifetime ends, and any ARP it sends meanwhile can point clients back at it.
+const GARP_REPEATS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+    Duration::from_millis(3000),
+];
 
 impl Speaker {
     fn now(&self) -> vrrp::Instant {
@@ -106,10 +117,9 @@ impl Speaker {
                     tracing::info!(%addr, "VIP removed");
                 }
                 Action::SendGratuitousArp(addr) => {
-                    match garp::send(self.link.index, self.link.mac, addr) {
-                        Ok(()) => self.status.gratuitous_arps += 1,
-                        Err(e) => tracing::warn!(%addr, error = %e, "gratuitous ARP not sent"),
-                    }
+                    self.garp(addr);
+                    let now = Instant::now();
+                    self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
                 }
                 Action::StateChanged { from, to } => {
                     self.status.transitions += 1;
@@ -127,6 +137,26 @@ impl Speaker {
         self.status.master = self.router.last_master();
         self.status.counters = *self.router.counters();
         Ok(())
+    }
+
+    fn garp(&mut self, addr: Ipv4Addr) {
+        match garp::send(self.link.index, self.link.mac, addr) {
+            Ok(()) => self.status.gratuitous_arps += 1,
+            Err(e) => tracing::warn!(%addr, error = %e, "gratuitous ARP not sent"),
+        }
+    }
+
+    /// Sends the repeats that are due, while this node still holds the VIP.
+    fn garp_repeat(&mut self) {
+        let now = Instant::now();
+        self.garp_repeats.retain(|t| *t > now);
+        if self.status.holds_vip && self.router.state() == State::Master {
+            for addr in self.cfg.router.virtual_addresses.clone() {
+                self.garp(addr);
+            }
+        } else {
+            self.garp_repeats.clear();
+        }
     }
 
     async fn refresh_vip(&mut self) -> Result<(), VipError> {
@@ -159,6 +189,15 @@ pub async fn run(
             tracing::warn!(%addr, "removed a stale VIP left from an earlier run");
         }
     }
+    match crate::arp_announce(&cfg.interface) {
+        Ok(Some(old)) => {
+            tracing::info!(interface = %cfg.interface, old, "set arp_announce=2 so ARP never uses the VIP as its source (a stale holder would pull clients back)")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(interface = %cfg.interface, error = %e, "cannot set arp_announce=2; set net.ipv4.conf.<if>.arp_announce=2 by hand")
+        }
+    }
     let multicast = cfg.router.unicast_peers.is_empty();
     let sock = VrrpSocket::open(
         &cfg.interface,
@@ -177,6 +216,7 @@ pub async fn run(
         start: Instant::now(),
         status: Status::default(),
         defer_remove: false,
+        garp_repeats: Vec::new(),
     };
     let h = *health.borrow_and_update();
     sp.apply(Input::Health(h)).await?;
@@ -210,6 +250,9 @@ pub async fn run(
             }
             _ = refresh.tick(), if sp.status.holds_vip => {
                 sp.refresh_vip().await?;
+            }
+            _ = async { tokio::time::sleep_until(*sp.garp_repeats.iter().min().unwrap_or(&Instant::now())).await }, if !sp.garp_repeats.is_empty() => {
+                sp.garp_repeat();
             }
         }
         status_tx.send_replace(sp.status.clone());
