@@ -2,6 +2,7 @@
 //! This crate is the CLI only: arguments, output, exit codes.
 
 mod cmd_frontdoor;
+mod cmd_lab;
 mod cmd_pki;
 mod cmd_plan;
 
@@ -34,6 +35,8 @@ enum Command {
     Pki(cmd_pki::PkiArgs),
     /// The front door daemon (VIP + apiserver load balancer) on a control-plane node
     Frontdoor(cmd_frontdoor::FrontdoorArgs),
+    /// A real HA lab on this machine: namespaces, TLS etcd, the front door; failover drills
+    Lab(cmd_lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
+        Command::Lab(args) => cmd_lab::run(args),
     };
     ExitCode::from(code)
 }

@@ -2,6 +2,8 @@
 //! inside them, faults (kill, stop, cable pull). Used by `kubeha lab` and the integration tests.
 //! Everything made is removed by guards (Drop), by PID, also when a test fails.
 
+pub mod cluster;
+pub mod drill;
 pub mod netns;
 pub mod topology;
 

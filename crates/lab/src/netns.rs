@@ -27,6 +27,24 @@ pub fn run(cmd: &mut Command) -> Result<String, LabError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `f` on a new thread that has entered network namespace `ns` (sockets it opens live
+/// there); the calling thread is not affected.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<Result<T, LabError>> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(&path).map_err(|e| LabError::Spawn(path.clone(), e))?;
+        // SAFETY: setns changes only this thread's namespace; the fd is valid for the call.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(LabError::Spawn(path, std::io::Error::last_os_error()));
+        }
+        Ok(f())
+    })
+}
+
 /// Names of the network namespaces that exist now.
 pub fn list() -> Result<Vec<String>, LabError> {
     Ok(ip(&["netns", "list"])?
@@ -55,6 +73,14 @@ impl Netns {
         };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A handle on an existing namespace that never deletes it.
+    pub fn existing(name: &str) -> Netns {
+        Netns {
+            name: name.to_string(),
+            keep: true,
+        }
     }
 
     /// Takes charge of an existing namespace (for `lab down` after a crash).

@@ -224,7 +224,13 @@ pub(crate) fn leaves(spec: &PkiSpec) -> Result<Vec<LeafDef>, PkiError> {
                 template: LeafTemplate {
                     cn: n.name.clone(),
                     org: None,
-                    sans: etcd_member_sans(&n.name, n.address),
+                    sans: {
+                        let mut sans = etcd_member_sans(&n.name, n.address);
+                        if kind == "server" {
+                            sans.extend(spec.etcd_extra_sans.iter().map(|e| San::parse(e)));
+                        }
+                        sans
+                    },
                     usage: Usage::ServerClient,
                 },
             });

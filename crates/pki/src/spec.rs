@@ -127,6 +127,9 @@ pub struct PkiSpec {
     pub etcd: Vec<NodeId>,
     /// Extra apiserver SANs (DNS names or IP addresses).
     pub extra_sans: Vec<String>,
+    /// Extra SANs on every etcd server certificate, for clients that reach etcd through a
+    /// shared address (the lab puts its VIP here).
+    pub etcd_extra_sans: Vec<String>,
     /// Key algorithm.
     pub key_type: KeyType,
     /// Validity of new CAs.
@@ -151,6 +154,7 @@ impl PkiSpec {
             etcd: control_plane.clone(),
             control_plane,
             extra_sans: Vec::new(),
+            etcd_extra_sans: Vec::new(),
             key_type: KeyType::Rsa2048,
             ca_validity: TEN_YEARS,
             leaf_validity: ONE_YEAR,
@@ -227,7 +231,7 @@ impl PkiSpec {
                 ));
             }
         }
-        for s in &self.extra_sans {
+        for s in self.extra_sans.iter().chain(&self.etcd_extra_sans) {
             if s.parse::<IpAddr>().is_err() && !is_dns_name(s.strip_prefix("*.").unwrap_or(s)) {
                 return err(format!(
                     "extra SAN {s:?} is neither an IP address nor a DNS name"
@@ -285,6 +289,7 @@ impl PkiSpec {
             spec.etcd = e;
         }
         spec.extra_sans = f.extra_sans;
+        spec.etcd_extra_sans = f.etcd_extra_sans;
         if let Some(k) = f.key_type {
             spec.key_type = k;
         }
@@ -320,6 +325,8 @@ struct SpecFile {
     etcd: Option<Vec<NodeId>>,
     #[serde(default)]
     extra_sans: Vec<String>,
+    #[serde(default)]
+    etcd_extra_sans: Vec<String>,
     key_type: Option<KeyType>,
     ca_validity: Option<String>,
     leaf_validity: Option<String>,
