@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! proxy_only LISTEN BACKEND... [--balance round-robin|least-connections]
-//!            [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core]
+//!            [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core] [--no-splice]
 //! ```
 //! `--per-core`: `--threads` single-threaded runtimes, each with its own `SO_REUSEPORT`
 //! listener (thread per core, no work stealing); otherwise one multi-threaded runtime.
+//! `--no-splice`: always copy through user space (by default bulk transfers are spliced).
 //! Runs until Ctrl-C or SIGTERM, then drains (5 s).
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ struct Args {
     buffer: usize,
     metrics: Option<SocketAddr>,
     per_core: bool,
+    splice: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -39,6 +41,7 @@ fn parse() -> Result<Args, String> {
     let mut buffer = ProxyConfig::default().buffer_size;
     let mut metrics = None;
     let mut per_core = false;
+    let mut splice = ProxyConfig::default().splice;
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -48,6 +51,8 @@ fn parse() -> Result<Args, String> {
             "--buffer" => buffer = val("--buffer")?.parse().map_err(|e| format!("{e}"))?,
             "--metrics" => metrics = Some(val("--metrics")?.parse().map_err(|e| format!("{e}"))?),
             "--per-core" => per_core = true,
+            "--splice" => splice = true,
+            "--no-splice" => splice = false,
             "-h" | "--help" => return Err(String::new()),
             _ => pos.push(a),
         }
@@ -69,6 +74,7 @@ fn parse() -> Result<Args, String> {
         buffer,
         metrics,
         per_core,
+        splice,
     })
 }
 
@@ -78,7 +84,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "{e}\nusage: proxy_only LISTEN BACKEND... [--balance round-robin|least-connections] \
-                 [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core]"
+                 [--threads N] [--acceptors N] [--buffer BYTES] [--metrics ADDR] [--per-core] [--no-splice]"
             );
             return ExitCode::from(2);
         }
@@ -108,6 +114,7 @@ async fn run(args: Args) -> std::io::Result<()> {
     let cfg = ProxyConfig {
         listen: args.listen,
         buffer_size: args.buffer,
+        splice: args.splice,
         drain_timeout: Duration::from_secs(5),
         ..ProxyConfig::default()
     };

@@ -16,6 +16,8 @@ pub mod health;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;
+#[cfg(target_os = "linux")]
+mod splice;
 
 pub use health::{CheckKind, HealthCheck, run_health_checks};
 pub use metrics::{Metrics, serve_metrics};

@@ -12,6 +12,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+fn mode(splice: bool) -> ProxyConfig {
+    ProxyConfig {
+        splice,
+        ..test_config()
+    }
+}
+
 #[tokio::test]
 async fn round_robin_spreads_connections() {
     let stop = CancellationToken::new();
@@ -177,8 +184,17 @@ async fn read_all_then_echo_server() -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn half_close_client_side() {
+    half_close_client_side_with(false).await;
+}
+
+#[tokio::test]
+async fn half_close_client_side_splice() {
+    half_close_client_side_with(true).await;
+}
+
+async fn half_close_client_side_with(splice: bool) {
     let backend = read_all_then_echo_server().await;
-    let p = start_proxy(vec![backend], Balance::RoundRobin, test_config());
+    let p = start_proxy(vec![backend], Balance::RoundRobin, mode(splice));
     let mut s = bounded(TcpStream::connect(p.addr)).await.unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     bounded(s.write_all(&data)).await.unwrap();
@@ -196,6 +212,15 @@ async fn half_close_client_side() {
 
 #[tokio::test]
 async fn half_close_backend_side() {
+    half_close_backend_side_with(false).await;
+}
+
+#[tokio::test]
+async fn half_close_backend_side_splice() {
+    half_close_backend_side_with(true).await;
+}
+
+async fn half_close_backend_side_with(splice: bool) {
     // Backend says hello, shuts down its write side, then keeps reading what the client sends.
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let backend = l.local_addr().unwrap();
@@ -210,7 +235,7 @@ async fn half_close_backend_side() {
         let _ = s.read_to_end(&mut got).await;
         let _ = tx.send(got);
     });
-    let p = start_proxy(vec![backend], Balance::RoundRobin, test_config());
+    let p = start_proxy(vec![backend], Balance::RoundRobin, mode(splice));
     let mut s = bounded(TcpStream::connect(p.addr)).await.unwrap();
     let mut hello = Vec::new();
     bounded(s.read_to_end(&mut hello)).await.unwrap(); // EOF propagated to the client
@@ -232,11 +257,20 @@ async fn echo(s: &mut TcpStream, msg: &[u8]) {
 
 #[tokio::test]
 async fn drain_refuses_new_and_keeps_open_sessions() {
+    drain_refuses_new_and_keeps_open_sessions_with(false).await;
+}
+
+#[tokio::test]
+async fn drain_refuses_new_and_keeps_open_sessions_splice() {
+    drain_refuses_new_and_keeps_open_sessions_with(true).await;
+}
+
+async fn drain_refuses_new_and_keeps_open_sessions_with(splice: bool) {
     let stop = CancellationToken::new();
     let backend = id_server(1, stop.clone()).await;
     let cfg = ProxyConfig {
         drain_timeout: Duration::from_secs(30),
-        ..test_config()
+        ..mode(splice)
     };
     let p = start_proxy(vec![backend], Balance::RoundRobin, cfg);
     let (mut s, _) = connect_id(p.addr).await;
@@ -268,11 +302,20 @@ async fn drain_refuses_new_and_keeps_open_sessions() {
 
 #[tokio::test]
 async fn drain_timeout_closes_lingering_sessions() {
+    drain_timeout_closes_lingering_sessions_with(false).await;
+}
+
+#[tokio::test]
+async fn drain_timeout_closes_lingering_sessions_splice() {
+    drain_timeout_closes_lingering_sessions_with(true).await;
+}
+
+async fn drain_timeout_closes_lingering_sessions_with(splice: bool) {
     let stop = CancellationToken::new();
     let backend = id_server(1, stop.clone()).await;
     let cfg = ProxyConfig {
         drain_timeout: Duration::from_millis(300),
-        ..test_config()
+        ..mode(splice)
     };
     let p = start_proxy(vec![backend], Balance::RoundRobin, cfg);
     let (mut s, _) = connect_id(p.addr).await;
@@ -288,11 +331,20 @@ async fn drain_timeout_closes_lingering_sessions() {
 
 #[tokio::test]
 async fn idle_timeout_closes_quiet_sessions() {
+    idle_timeout_closes_quiet_sessions_with(false).await;
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_quiet_sessions_splice() {
+    idle_timeout_closes_quiet_sessions_with(true).await;
+}
+
+async fn idle_timeout_closes_quiet_sessions_with(splice: bool) {
     let stop = CancellationToken::new();
     let backend = id_server(1, stop.clone()).await;
     let cfg = ProxyConfig {
         idle_timeout: Duration::from_millis(200),
-        ..test_config()
+        ..mode(splice)
     };
     let p = start_proxy(vec![backend], Balance::RoundRobin, cfg);
     let (mut s, _) = connect_id(p.addr).await;
