@@ -265,10 +265,10 @@ fn frontdoor_config(spec: &LabSpec, i: usize, n: usize) -> String {
     )
 }
 
-fn etcd_argv(spec: &LabSpec, i: usize, n: usize, initial: bool) -> Vec<String> {
+fn etcd_argv(lab: &str, dir: &Path, i: usize, n: usize, initial: bool) -> Vec<String> {
     let name = format!("n{i}");
     let a = topology::node_address(i);
-    let pki = spec.dir.join("pki/nodes").join(&name).join("pki/etcd");
+    let pki = dir.join("pki/nodes").join(&name).join("pki/etcd");
     let cluster: Vec<String> = (0..n)
         .map(|j| {
             format!(
@@ -281,7 +281,7 @@ fn etcd_argv(spec: &LabSpec, i: usize, n: usize, initial: bool) -> Vec<String> {
     vec![
         "etcd".into(),
         format!("--name={name}"),
-        format!("--data-dir={}", spec.dir.join("data").join(&name).display()),
+        format!("--data-dir={}", dir.join("data").join(&name).display()),
         format!("--listen-client-urls=https://{a}:{ETCD_CLIENT_PORT}"),
         format!("--advertise-client-urls=https://{a}:{ETCD_CLIENT_PORT}"),
         format!("--listen-peer-urls=https://{a}:{ETCD_PEER_PORT}"),
@@ -291,7 +291,7 @@ fn etcd_argv(spec: &LabSpec, i: usize, n: usize, initial: bool) -> Vec<String> {
             "--initial-cluster-state={}",
             if initial { "new" } else { "existing" }
         ),
-        format!("--initial-cluster-token=kubeha-lab-{}", spec.name),
+        format!("--initial-cluster-token=kubeha-lab-{lab}"),
         format!("--listen-metrics-urls=http://{a}:{ETCD_METRICS_PORT}"),
         "--client-cert-auth=true".into(),
         format!("--trusted-ca-file={}", p("ca.crt")),
@@ -306,6 +306,22 @@ fn etcd_argv(spec: &LabSpec, i: usize, n: usize, initial: bool) -> Vec<String> {
         "--snapshot-count=10000".into(),
         "--log-level=warn".into(),
     ]
+}
+
+/// Starts member `i`'s etcd as `up` does: with a data dir it joins as "existing", else as
+/// part of a "new" cluster. Saves the state with the new PID.
+pub fn start_etcd(state: &mut LabState, i: usize) -> Result<i32, LabError> {
+    let n = state.members.len();
+    let has_data = state
+        .dir
+        .join("data")
+        .join(&state.members[i].name)
+        .join("member")
+        .exists();
+    state.members[i].etcd.argv = etcd_argv(&state.name, &state.dir, i, n, !has_data);
+    let pid = state.members[i].etcd.start()?;
+    state.save()?;
+    Ok(pid)
 }
 
 /// GET `http://addr/path` from inside `ns`; the status code, if any answer came.
@@ -397,8 +413,6 @@ pub fn etcd_healthy(m: &Member) -> bool {
 /// again; what runs is left alone. Prints nothing; returns the state.
 pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabError> {
     preflight(spec)?;
-    std::fs::create_dir_all(&spec.dir)
-        .map_err(|e| LabError::Spawn(spec.dir.display().to_string(), e))?;
     let (hub, node_ns, client) = namespace_names(&spec.name, spec.nodes);
     let existing = LabState::load(&spec.dir)?;
     let present = list()?;
@@ -410,6 +424,8 @@ pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabErro
     {
         return Err(LabError::Exists(taken.clone()));
     }
+    std::fs::create_dir_all(&spec.dir)
+        .map_err(|e| LabError::Spawn(spec.dir.display().to_string(), e))?;
     if let Some(s) = &existing
         && s.members.len() != spec.nodes
     {
@@ -438,7 +454,7 @@ pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabErro
                     address: topology::node_address(i),
                     etcd: Service {
                         namespace: node_ns[i].clone(),
-                        argv: etcd_argv(spec, i, spec.nodes, true),
+                        argv: etcd_argv(&spec.name, &spec.dir, i, spec.nodes, true),
                         log: spec.dir.join(format!("logs/etcd-{name}.log")),
                         pid: None,
                     },
@@ -542,15 +558,7 @@ pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabErro
         if state.members[i].etcd.running() {
             continue;
         }
-        let has_data = spec
-            .dir
-            .join("data")
-            .join(&state.members[i].name)
-            .join("member")
-            .exists();
-        state.members[i].etcd.argv = etcd_argv(spec, i, n, !has_data);
-        let pid = state.members[i].etcd.start()?;
-        state.save()?;
+        let pid = start_etcd(&mut state, i)?;
         log(&format!(
             "etcd {} started (pid {pid})",
             state.members[i].name
