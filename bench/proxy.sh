@@ -6,10 +6,12 @@
 #   bench/proxy.sh                  # 3 rounds of each, median reported
 #   ROUNDS=1 DURATION=5s bench/proxy.sh
 #   PROXY_ARGS="--acceptors 2" bench/proxy.sh
+#   PROXY_ARGS_B="--per-core" bench/proxy.sh   # also a second proxy_only ("kubeha_b"), interleaved
 #
 # Env: ROUNDS (3), DURATION (10s), THREADS (2), CONNS (50), BASE_PORT (18080),
 #      NGINX_WORKERS (auto), BODY_BYTES (2: the response body size), BALANCE (round-robin),
-#      PROXY_ARGS (extra proxy_only flags), NO_BUILD=1 (skip cargo build).
+#      PROXY_ARGS (extra proxy_only flags), PROXY_ARGS_B (flags of an optional second
+#      proxy_only instance, e.g. to compare variants in one run), NO_BUILD=1 (skip build).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -21,6 +23,7 @@ NGINX_WORKERS=${NGINX_WORKERS:-auto}
 BODY_BYTES=${BODY_BYTES:-2}
 BALANCE=${BALANCE:-round-robin}
 PROXY_ARGS=${PROXY_ARGS:-}
+PROXY_ARGS_B=${PROXY_ARGS_B:-}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -52,7 +55,7 @@ cleanup() {
 trap cleanup EXIT
 
 b1=$((BASE_PORT + 1)) b2=$((BASE_PORT + 2)) b3=$((BASE_PORT + 3))
-ha_port=$((BASE_PORT + 10)) our_port=$((BASE_PORT + 11))
+ha_port=$((BASE_PORT + 10)) our_port=$((BASE_PORT + 11)) b_port=$((BASE_PORT + 12))
 
 # --- nginx: three server blocks, one per backend port ---
 mkdir -p "$tmp/nginx"
@@ -124,7 +127,19 @@ wait_port() {
     tail -n 5 "$tmp"/*.log "$tmp"/nginx/error.log >&2 2>/dev/null || true
     exit 1
 }
-for p in $b1 $b2 $b3 $ha_port $our_port; do wait_port "$p"; done
+names=(direct haproxy kubeha)
+declare -A port=([direct]=$b1 [haproxy]=$ha_port [kubeha]=$our_port)
+declare -A pid=([direct]=0 [haproxy]=$ha_pid [kubeha]=$our_pid)
+if [ -n "$PROXY_ARGS_B" ]; then
+    # shellcheck disable=SC2086
+    "$PROXY" 127.0.0.1:$b_port 127.0.0.1:$b1 127.0.0.1:$b2 127.0.0.1:$b3 \
+        --balance "$BALANCE" $PROXY_ARGS_B 2>"$tmp/proxy_b.log" &
+    pids+=($!)
+    names+=(kubeha_b)
+    port[kubeha_b]=$b_port
+    pid[kubeha_b]=$!
+fi
+for n in "${names[@]}"; do wait_port "${port[$n]}"; done
 curl -fsS "http://127.0.0.1:$our_port/" >/dev/null 2>&1 || true
 
 # Prints "req_per_s p99_ms" for one wrk run.
@@ -151,9 +166,6 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 declare -A rps p99 cpu
-names=(direct haproxy kubeha)
-declare -A port=([direct]=$b1 [haproxy]=$ha_port [kubeha]=$our_port)
-declare -A pid=([direct]=0 [haproxy]=$ha_pid [kubeha]=$our_pid)
 for n in "${names[@]}"; do run_wrk 2s "${port[$n]}" >/dev/null; done # warm-up
 for r in $(seq 1 "$ROUNDS"); do
     for n in "${names[@]}"; do
@@ -169,20 +181,20 @@ for r in $(seq 1 "$ROUNDS"); do
         rps[$n]+="$a "
         p99[$n]+="$b "
         cpu[$n]+="$c "
-        printf 'round %d %-8s %10.0f req/s  p99 %7.3f ms  proxy cpu %6s us/req\n' "$r" "$n" "$a" "$b" "$c" >&2
+        printf 'round %d %-9s %10.0f req/s  p99 %7.3f ms  proxy cpu %6s us/req\n' "$r" "$n" "$a" "$b" "$c" >&2
     done
 done
 
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, body $BODY_BYTES B, $ROUNDS rounds (median), $(nproc) CPUs, balance $BALANCE ${PROXY_ARGS}"
-printf '%-8s %12s %10s %14s %14s %12s %12s\n' target req/s p99_ms "req/s vs hap" "p99 vs hap" "cpu_us/req" "cpu vs hap"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, body $BODY_BYTES B, $ROUNDS rounds (median), $(nproc) CPUs, balance $BALANCE, kubeha: ${PROXY_ARGS:-defaults}${PROXY_ARGS_B:+, kubeha_b: $PROXY_ARGS_B}"
+printf '%-9s %12s %10s %14s %14s %12s %12s\n' target req/s p99_ms "req/s vs hap" "p99 vs hap" "cpu_us/req" "cpu vs hap"
 hr=$(echo "${rps[haproxy]}" | median) hp=$(echo "${p99[haproxy]}" | median)
 hc=$(echo "${cpu[haproxy]}" | median)
 for n in "${names[@]}"; do
     mr=$(echo "${rps[$n]}" | median) mp=$(echo "${p99[$n]}" | median)
     mc=$(echo "${cpu[$n]}" | median)
     awk -v n="$n" -v r="$mr" -v p="$mp" -v c="$mc" -v hr="$hr" -v hp="$hp" -v hc="$hc" 'BEGIN {
-        printf "%-8s %12.0f %10.3f %13.2fx %13.2fx %12.2f %11.2fx\n", n, r, p,
+        printf "%-9s %12.0f %10.3f %13.2fx %13.2fx %12.2f %11.2fx\n", n, r, p,
             (hr > 0 ? r / hr : 0), (hp > 0 ? p / hp : 0), c, (hc > 0 ? c / hc : 0) }'
 done
