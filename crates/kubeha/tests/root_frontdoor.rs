@@ -62,28 +62,12 @@ impl Lab {
     }
 }
 
-/// Failover as clients see it: from `t0` to the first success after failures began (zero if
-/// nothing failed), and how many requests still failed after that first recovery.
-fn recovery(samples: &[Sample], t0: Duration) -> (Duration, usize) {
-    let Some(first_fail) = samples.iter().position(|s| s.at >= t0 && s.result.is_err()) else {
-        return (Duration::ZERO, 0);
-    };
-    match samples[first_fail..].iter().position(|s| s.result.is_ok()) {
-        None => (Duration::MAX, 0),
-        Some(k) => {
-            let back = first_fail + k;
-            let late = samples[back..].iter().filter(|s| s.result.is_err()).count();
-            (samples[back].at - t0, late)
-        }
-    }
-}
-
 #[test]
 fn root_frontdoor_crash_failover_and_vip_lifetime() {
     let mut lab = Lab::up("fc");
     let client = Client::start(&lab.t);
     std::thread::sleep(Duration::from_millis(300));
-    let t0 = client.start.elapsed();
+    let t0 = client.started().elapsed();
     let killed = Instant::now();
     lab.fd[0].as_ref().unwrap().signal(libc::SIGKILL);
     let took =
@@ -308,6 +292,7 @@ fn root_frontdoor_hostile_adverts_change_nothing_and_are_counted() {
         n
     })
     .join()
+    .unwrap()
     .unwrap();
     assert_eq!(sent, 60);
     std::thread::sleep(Duration::from_millis(300));

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod drill;
 pub mod netns;
+pub mod probe;
 pub mod topology;
 
 pub use netns::{Netns, Proc};

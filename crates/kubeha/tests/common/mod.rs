@@ -4,10 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lab::topology::{VIP, node_address};
@@ -16,47 +13,17 @@ use lab::{Proc, Topology};
 pub const LB_PORT: u16 = 16443;
 pub const BACKEND_PORT: u16 = 6443;
 
-/// Runs `f` on a new thread inside network namespace `ns`.
-pub fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns affects only this thread; the fd is valid for the call.
-        assert_eq!(
-            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns {path}"
-        );
-        f()
-    })
-}
+pub use lab::netns::in_netns;
 
 /// nginx answering `GET /` with the node's name and `/healthz` with 200.
 pub fn nginx(t: &Topology, i: usize, dir: &Path) -> Proc {
-    let d = dir.join(format!("nginx{i}"));
-    std::fs::create_dir_all(&d).unwrap();
-    let conf = format!(
-        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
-         \x20 server {{ listen {a}:{BACKEND_PORT} reuseport backlog=4096; keepalive_requests 100000;\n\
-         \x20   location = /healthz {{ return 200 \"ok\\n\"; }}\n\
-         \x20   location / {{ return 200 \"node{i}\\n\"; }} }} }}\n",
-        d = d.display(),
-        a = node_address(i)
-    );
-    let path = d.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    t.nodes[i]
-        .ns
-        .spawn(
-            &["nginx", "-c", path.to_str().unwrap()],
-            Some(&d.join("stderr.log")),
-        )
-        .expect("nginx-light is installed (scripts/test.sh)")
+    lab::probe::nginx(
+        &t.nodes[i].ns,
+        SocketAddr::from((node_address(i), BACKEND_PORT)),
+        i,
+        dir,
+    )
+    .expect("nginx-light is installed (scripts/test.sh)")
 }
 
 pub struct FdOptions {
@@ -122,18 +89,6 @@ pub fn holders(t: &Topology) -> Vec<usize> {
     (0..t.nodes.len()).filter(|&i| holds_vip(t, i)).collect()
 }
 
-/// Polls `f` every 10 ms for at most `limit`; returns how long it took.
-pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
 /// The node's metrics page, fetched inside its namespace (metrics listen on localhost only).
 pub fn metrics(t: &Topology, i: usize) -> String {
     let ns = t.nodes[i].ns.name().to_string();
@@ -150,119 +105,33 @@ pub fn metrics(t: &Topology, i: usize) -> String {
     })
     .join()
     .unwrap()
+    .ok()
+    .flatten()
     .unwrap_or_default()
 }
 
-/// The value of one sample line (`name{labels} value`) on a metrics page.
-pub fn metric(page: &str, sample: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
-}
+pub use lab::cluster::metric;
 
-/// One request through the VIP: which node answered, or why it failed.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub at: Duration,
-    pub result: Result<usize, String>,
-}
+pub use lab::probe::{Sample, failure_kinds, failures, longest_gap, recovery, within};
 
-/// Keeps making fresh connections to VIP:16443 from the client namespace until stopped.
-pub struct Client {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<Vec<Sample>>>,
-    pub start: Instant,
-}
+/// Keeps making fresh connections to VIP:16443 from the client namespace.
+pub struct Client(lab::probe::Client);
 
 impl Client {
     pub fn start(t: &Topology) -> Client {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let start = Instant::now();
-        let handle = in_netns(t.client.ns.name(), move || {
-            let mut out = Vec::new();
-            let target = SocketAddr::from((VIP, LB_PORT));
-            // bounded: at most 100k requests or 120 s
-            while !flag.load(Ordering::Relaxed)
-                && out.len() < 100_000
-                && start.elapsed() < Duration::from_secs(120)
-            {
-                let at = start.elapsed();
-                out.push(Sample {
-                    at,
-                    result: request(target),
-                });
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            out
-        });
-        Client {
-            stop,
-            handle: Some(handle),
-            start,
-        }
+        Client(lab::probe::Client::start(
+            t.client.ns.name(),
+            SocketAddr::from((VIP, LB_PORT)),
+        ))
     }
 
-    pub fn stop(mut self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap()
+    pub fn started(&self) -> Instant {
+        self.0.start
     }
-}
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn stop(self) -> Vec<Sample> {
+        self.0.stop()
     }
-}
-
-fn request(target: SocketAddr) -> Result<usize, String> {
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_millis(1000))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_millis(1000))).ok();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)
-        .map_err(|e| format!("read: {e}"))?;
-    body.lines()
-        .last()
-        .and_then(|l| l.strip_prefix("node"))
-        .and_then(|n| n.trim().parse().ok())
-        .ok_or_else(|| format!("bad answer: {body:?}"))
-}
-
-/// Failure kinds with counts, e.g. `connect: Connection refused x12`.
-pub fn failure_kinds(samples: &[Sample]) -> String {
-    let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
-    for s in samples {
-        if let Err(e) = &s.result {
-            *kinds.entry(e.chars().take(60).collect()).or_default() += 1;
-        }
-    }
-    kinds
-        .iter()
-        .map(|(k, n)| format!("{k} x{n}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-pub fn failures(samples: &[Sample]) -> Vec<&Sample> {
-    samples.iter().filter(|s| s.result.is_err()).collect()
-}
-
-/// Longest stretch without a successful request, from the samples.
-pub fn longest_gap(samples: &[Sample]) -> Duration {
-    let mut last_ok = samples.first().map_or(Duration::ZERO, |s| s.at);
-    let mut gap = Duration::ZERO;
-    for s in samples {
-        if s.result.is_ok() {
-            gap = gap.max(s.at.saturating_sub(last_ok));
-            last_ok = s.at;
-        }
-    }
-    gap
 }
 
 pub fn vip_str() -> String {
