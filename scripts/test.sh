@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=(etcd-server etcd-client keepalived haproxy openssh-server openssl iproute2 iputils-ping protobuf-compiler procps curl)
+need_pkgs=(etcd-server etcd-client keepalived haproxy nginx-light openssh-server openssl iproute2 iputils-ping procps curl)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
