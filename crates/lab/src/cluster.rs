@@ -344,7 +344,12 @@ pub fn http_status(ns: &str, addr: SocketAddr, path: &str) -> Option<u16> {
 
 /// The front door's metrics page of member `m` (localhost-only, so fetched inside its namespace).
 pub fn metrics_page(m: &Member) -> String {
-    in_netns(&m.namespace, || {
+    metrics_in(&m.namespace)
+}
+
+/// The metrics page at 127.0.0.1:9100 inside namespace `ns` (empty if none answers).
+pub fn metrics_in(ns: &str) -> String {
+    in_netns(ns, || {
         let mut s =
             TcpStream::connect_timeout(&METRICS.parse().ok()?, Duration::from_millis(500)).ok()?;
         s.set_read_timeout(Some(Duration::from_millis(1000))).ok()?;

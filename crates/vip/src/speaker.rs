@@ -97,14 +97,7 @@ impl Speaker {
                     }
                 }
                 Action::AddVip(addr) => {
-                    self.nl
-                        .add(
-                            self.link.index,
-                            addr,
-                            self.cfg.prefix,
-                            Some(self.cfg.vip_lifetime),
-                        )
-                        .await?;
+                    self.add_vip(addr).await?;
                     self.status.holds_vip = true;
                     tracing::info!(%addr, "VIP added");
                 }
@@ -159,16 +152,21 @@ impl Speaker {
         }
     }
 
+    /// Adds the VIP, or renews its lifetime when it is already there.
+    async fn add_vip(&self, addr: Ipv4Addr) -> Result<(), VipError> {
+        self.nl
+            .add(
+                self.link.index,
+                addr,
+                self.cfg.prefix,
+                Some(self.cfg.vip_lifetime),
+            )
+            .await
+    }
+
     async fn refresh_vip(&mut self) -> Result<(), VipError> {
         for addr in self.cfg.router.virtual_addresses.clone() {
-            self.nl
-                .add(
-                    self.link.index,
-                    addr,
-                    self.cfg.prefix,
-                    Some(self.cfg.vip_lifetime),
-                )
-                .await?;
+            self.add_vip(addr).await?;
         }
         Ok(())
     }

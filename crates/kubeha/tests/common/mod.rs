@@ -2,10 +2,9 @@
 //! node, a client that keeps connecting through the VIP) built on the lab crate's guards.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lab::topology::{VIP, node_address};
 use lab::{Proc, Topology};
@@ -91,23 +90,7 @@ pub fn holders(t: &Topology) -> Vec<usize> {
 
 /// The node's metrics page, fetched inside its namespace (metrics listen on localhost only).
 pub fn metrics(t: &Topology, i: usize) -> String {
-    let ns = t.nodes[i].ns.name().to_string();
-    in_netns(&ns, || {
-        let mut s =
-            TcpStream::connect_timeout(&"127.0.0.1:9100".parse().unwrap(), Duration::from_secs(1))
-                .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
-    })
-    .join()
-    .unwrap()
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    lab::cluster::metrics_in(t.nodes[i].ns.name())
 }
 
 pub use lab::cluster::metric;

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lab::Topology;
 use lab::topology::{VIP, node_address};
@@ -98,17 +98,7 @@ pub fn holders(t: &Topology) -> Vec<usize> {
     (0..t.nodes.len()).filter(|&i| holds_vip(t, i)).collect()
 }
 
-/// Polls `f` every 10 ms for at most `limit`; returns the time it took.
-pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
+pub use lab::probe::within;
 
 pub fn client_reaches_vip(t: &Topology) -> bool {
     t.client
