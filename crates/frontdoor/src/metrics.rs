@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn render_names_and_labels() {
-        let addrs: Vec<SocketAddr> = vec!["10.0.0.1:6443".parse().unwrap()];
+        let addrs: Vec<SocketAddr> = vec!["198.18.0.1:6443".parse().unwrap()];
         let m = Metrics::new(&addrs);
         m.connections.inc();
         m.bytes_in.inc_by(42);
@@ -320,12 +320,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("kubeha_frontdoor_backend_up{backend=\"10.0.0.1:6443\"} 1\n"),
+            text.contains("kubeha_frontdoor_backend_up{backend=\"198.18.0.1:6443\"} 1\n"),
             "{text}"
         );
         assert!(
             text.contains(
-                "kubeha_frontdoor_health_checks_total{backend=\"10.0.0.1:6443\",result=\"failure\"} 1\n"
+                "kubeha_frontdoor_health_checks_total{backend=\"198.18.0.1:6443\",result=\"failure\"} 1\n"
             ),
             "{text}"
         );

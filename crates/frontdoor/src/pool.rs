@@ -483,10 +483,10 @@ mod tests {
     #[test]
     fn pool_summary_watch_and_local() {
         let addrs: Vec<SocketAddr> = vec![
-            "10.0.0.1:6443".parse().unwrap(),
-            "10.0.0.2:6443".parse().unwrap(),
+            "198.18.0.1:6443".parse().unwrap(),
+            "198.18.0.2:6443".parse().unwrap(),
         ];
-        let pool = Pool::new(addrs, Balance::RoundRobin).with_local_ip("10.0.0.2".parse().unwrap());
+        let pool = Pool::new(addrs, Balance::RoundRobin).with_local_ip("198.18.0.2".parse().unwrap());
         let mut rx = pool.subscribe();
         assert_eq!(
             *rx.borrow_and_update(),
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn active_guard_counts() {
         let pool = Pool::new(
-            vec!["10.0.0.1:1".parse().unwrap()],
+            vec!["198.18.0.1:1".parse().unwrap()],
             Balance::LeastConnections,
         );
         {
