@@ -8,9 +8,10 @@
 //! - the watcher ([`watch`]) samples which nodes carry the VIP every ~10 ms;
 //! - a cycle's window runs from its fault to the next cycle's fault (the last one to the end
 //!   of the writes), so failures while the old holder takes the VIP back count too;
-//! - `failover_ms`: from the fault until writes through the VIP succeed again (the first
-//!   acknowledged write after the last failure before the fault was undone); when no write
-//!   failed, from the fault until another node held the VIP; 0 when it did not move
+//! - `failover_ms`: from the fault until writes through the VIP succeed again: the end of the
+//!   first acknowledged write that started after the fault and after which no write started
+//!   within 300 ms failed (looking only at writes started before the fault was undone); when
+//!   no write failed, from the fault until another node held the VIP; 0 when it did not move
 //!   (`failover_basis` says which);
 //! - `writes_lost`: acknowledged keys missing from any member, each member read directly
 //!   (`serializable`, its own copy) after the lab is steady again.

@@ -33,13 +33,17 @@ pub struct Isolated {
     pub to_ms: f64,
 }
 
+/// A recovery must be followed by this long without a new write failing (before the fault is
+/// undone), so one lucky write in the middle of an outage does not end it.
+pub const QUIET_MS: f64 = 300.0;
+
 /// What a failover time was measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {
-    /// Writes failed after the fault: fault until the first acknowledged write that started
-    /// after the last failed write (of those that ended after the fault and started before
-    /// it was undone) started.
+    /// Writes failed after the fault: fault until the end of the first acknowledged write
+    /// that started after the fault and after which no write started within QUIET_MS (and
+    /// before the fault was undone) failed.
     Writes,
     /// No write failed: fault until another node held the VIP.
     VipMove,
@@ -55,22 +59,32 @@ pub fn failover(
     restore_ms: f64,
     moved_ms: Option<f64>,
 ) -> (f64, Basis) {
-    let failed = samples
+    let failed: Vec<&Sample> = samples
         .iter()
-        .filter(|s| !s.ok && s.end_ms > fault_ms && s.start_ms < restore_ms);
-    let Some(last) = failed.max_by(|a, b| a.start_ms.total_cmp(&b.start_ms)) else {
+        .filter(|s| !s.ok && s.end_ms > fault_ms && s.start_ms < restore_ms)
+        .collect();
+    if failed.is_empty() {
         return match moved_ms {
             Some(t) => ((t - fault_ms).max(0.0), Basis::VipMove),
             None => (0.0, Basis::None),
         };
-    };
-    let recovered = samples
+    }
+    let mut ok: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.ok && s.start_ms > last.start_ms)
-        .map(|s| s.end_ms)
-        .min_by(f64::total_cmp)
-        .unwrap_or(last.end_ms);
-    ((recovered - fault_ms).max(0.0), Basis::Writes)
+        .filter(|s| s.ok && s.start_ms >= fault_ms)
+        .collect();
+    ok.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    let recovered = ok.iter().find(|s| {
+        let horizon = (s.start_ms + QUIET_MS).min(restore_ms);
+        !failed
+            .iter()
+            .any(|f| f.start_ms >= s.start_ms && f.start_ms < horizon)
+    });
+    let end = recovered.map_or_else(
+        || failed.iter().map(|f| f.end_ms).fold(fault_ms, f64::max),
+        |s| s.end_ms,
+    );
+    ((end - fault_ms).max(0.0), Basis::Writes)
 }
 
 /// Failed writes whose failure was seen (ended) in `[from_ms, to_ms)`.
@@ -238,6 +252,32 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_just_before_the_restore_does_not_extend_the_failover() {
+        // Outage 100..250, recovered, then a hiccup at 980 as the old holder comes back.
+        let mut samples = Vec::new();
+        for k in 0..110u64 {
+            let start = k as f64 * 10.0;
+            let ok = !((100.0..250.0).contains(&start) || start == 980.0);
+            samples.push(s(k, start, start + 5.0, ok));
+        }
+        let (ms, basis) = failover(&samples, 100.0, 1000.0, Some(200.0));
+        assert_eq!(basis, Basis::Writes);
+        assert_eq!(ms, 155.0);
+    }
+
+    #[test]
+    fn a_lucky_write_inside_the_outage_does_not_end_it() {
+        let mut samples = Vec::new();
+        for k in 0..60u64 {
+            let start = k as f64 * 10.0;
+            let ok = !(100.0..400.0).contains(&start) || start == 200.0;
+            samples.push(s(k, start, start + 5.0, ok));
+        }
+        let (ms, _) = failover(&samples, 100.0, 1000.0, None);
+        assert_eq!(ms, 305.0);
+    }
+
+    #[test]
     fn failover_without_failures_is_the_vip_move_or_zero() {
         let samples = [s(1, 0.0, 10.0, true), s(2, 10.0, 20.0, true)];
         assert_eq!(
@@ -248,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn failover_without_a_later_success_ends_at_the_last_failure() {
+    fn failover_without_a_later_success_ends_at_the_last_failure_seen() {
         let samples = [s(1, 0.0, 10.0, true), s(2, 10.0, 1010.0, false)];
         assert_eq!(
             failover(&samples, 5.0, 2000.0, None),

@@ -70,9 +70,9 @@ pub fn draw(r: &DrillReport) -> String {
 fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let end_s = (r.duration_ms / 1000.0).max(1.0);
     let n = r.nodes.len();
-    let width = ((end_s * 20.0) as u32).clamp(1000, 6000);
+    let width = ((end_s * 40.0) as u32).clamp(1000, 8000);
     let lanes = n as f64 + 1.0;
-    let root = SVGBackend::with_string(out, (width, 170 + 60 * n as u32)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (width, 200 + 60 * n as u32)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
         "kubeha lab drill: {} cycles, {} writes acknowledged, {} failed, {} lost",
@@ -85,21 +85,22 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .margin_left(80)
+        .margin_bottom(30)
         .x_label_area_size(50)
-        .build_cartesian_2d(0f64..end_s, 0f64..lanes + 0.5)?;
+        .build_cartesian_2d(0f64..end_s, 0f64..lanes + 0.55)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .disable_y_axis()
         .x_desc("time since the drill started (s)")
-        .x_labels(((end_s / 5.0) as usize).clamp(5, 80))
+        .x_labels(((end_s / 2.0) as usize).clamp(5, 120))
         .x_label_formatter(&|x| format!("{x:.0}"))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
 
     // Lanes: node i at the top (y = n - i), writes at the bottom (y = 0).
     let lane = |i: usize| (n - i) as f64;
-    // Fault windows with their names (two rows of labels so neighbours do not overlap).
+    // Fault windows with their names (three rows of labels so neighbours do not overlap).
     for (k, c) in r.cycles.iter().enumerate() {
         let (a, b) = (c.fault_at_ms / 1000.0, c.restored_at_ms / 1000.0);
         chart.draw_series(std::iter::once(Rectangle::new(
@@ -110,7 +111,7 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
             vec![(a, 0.0), (a, lanes)],
             FAULT.stroke_width(1),
         )))?;
-        let y = lanes + if k % 2 == 0 { 0.42 } else { 0.18 };
+        let y = lanes + [0.45, 0.28, 0.11][k % 3];
         chart.draw_series(std::iter::once(Text::new(
             format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
             (a, y),
@@ -166,7 +167,7 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
         "blue: holds the VIP · red band: two or more holders · green line: share of writes \
          acknowledged per bucket · red ×: a failed write · orange: a fault, from made to undone"
             .to_string(),
-        (80, h as i32 - 16),
+        (80, h as i32 - 22),
         ("sans-serif", 12).into_font().color(&BLACK),
     ))?;
     root.present()?;
