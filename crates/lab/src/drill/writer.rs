@@ -5,7 +5,7 @@
 //! VIP moved, and one write stuck in its timeout would hide when later writes worked again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub const IN_FLIGHT: usize = 150;
 #[derive(Debug)]
 pub struct Writer {
     samples: Arc<Mutex<Vec<Sample>>>,
+    /// Writes acknowledged in a row, in the order they finished.
+    streak: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Result<Result<(), String>, LabError>>>,
 }
@@ -46,8 +48,9 @@ impl Writer {
         max_writes: u64,
     ) -> Writer {
         let samples = Arc::new(Mutex::new(Vec::new()));
+        let streak = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (sa, st) = (samples.clone(), stop.clone());
+        let (sa, sk, st) = (samples.clone(), streak.clone(), stop.clone());
         let handle = in_netns(ns, move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -67,7 +70,8 @@ impl Writer {
                         tasks.join_next().await;
                     }
                     while tasks.try_join_next().is_some() {}
-                    let (client, sa, k) = (client.clone(), sa.clone(), key(&prefix, seq));
+                    let (client, sa, sk) = (client.clone(), sa.clone(), sk.clone());
+                    let k = key(&prefix, seq);
                     tasks.spawn(async move {
                         let begin = Instant::now();
                         let ok = client
@@ -75,6 +79,11 @@ impl Writer {
                             .await
                             .is_ok();
                         let end = Instant::now();
+                        if ok {
+                            sk.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            sk.store(0, Ordering::Relaxed);
+                        }
                         sa.lock().unwrap().push(Sample {
                             seq,
                             start_ms: ms(begin.duration_since(t0)),
@@ -90,6 +99,7 @@ impl Writer {
         });
         Writer {
             samples,
+            streak,
             stop,
             handle: Some(handle),
         }
@@ -99,6 +109,11 @@ impl Writer {
     pub fn tail(&self, n: usize) -> Vec<Sample> {
         let g = self.samples.lock().unwrap();
         g[g.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// How many writes in a row were acknowledged (in the order they finished).
+    pub fn streak(&self) -> u64 {
+        self.streak.load(Ordering::Relaxed)
     }
 
     /// Whether the writer thread is still writing.
