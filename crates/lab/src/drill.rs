@@ -192,6 +192,54 @@ struct Driven {
     unsteady: Option<String>,
 }
 
+/// Set by SIGINT/SIGTERM while a drill runs: the drill undoes the fault in hand and stops.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Catches SIGINT and SIGTERM while alive (so a pulled cable is plugged back and a stopped
+/// front door resumed), restoring the previous handlers when dropped.
+struct CatchSignals {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl CatchSignals {
+    fn new() -> CatchSignals {
+        INTERRUPTED.store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: a plain sigaction with a handler that only stores to an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        CatchSignals { old }
+    }
+}
+
+impl Drop for CatchSignals {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: puts back the handler sigaction returned.
+            unsafe {
+                libc::sigaction(*sig, prev, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// How long a lab may take to be steady again after a fault is undone.
 const STEADY_LIMIT: Duration = Duration::from_secs(15);
 /// A holder must have held the VIP alone this long to count as steady.
@@ -272,6 +320,7 @@ pub fn run(
         )));
     }
 
+    let _signals = CatchSignals::new();
     let target = SocketAddr::from((state.vip, state.lb_port));
     let writer = Writer::start(
         client.clone(),
@@ -400,6 +449,11 @@ fn drive(
     driven: &mut Vec<Driven>,
 ) -> Result<(), LabError> {
     for c in 0..opts.cycles {
+        if interrupted() {
+            return Err(LabError::Invalid(format!(
+                "interrupted before cycle {c}; every fault made was undone"
+            )));
+        }
         let fault = opts.faults[c % opts.faults.len()];
         let Some((holders, _)) = watcher.current() else {
             return Err(LabError::Invalid("the VIP watcher stopped".into()));
@@ -502,6 +556,9 @@ fn wait_recovered(
                 .is_some_and(|(h, _)| h.iter().any(|&n| n != node))
         {
             moved_ms = Some(ms(t0.elapsed()));
+        }
+        if interrupted() {
+            return Ok(());
         }
         if elapsed >= hold {
             if matches!(fault, Fault::Cable | Fault::Pause) {
@@ -682,6 +739,7 @@ fn wait_steady(
     loop {
         match steady_now(state, watcher, writer) {
             Ok(h) => return Ok(h),
+            Err(why) if interrupted() => return Err(format!("interrupted ({why})")),
             Err(why) if start.elapsed() >= limit => return Err(why),
             Err(why) => {
                 if why.contains("not running") {
