@@ -132,8 +132,16 @@ fn root_lab_drill_keeps_every_acknowledged_write() {
         let ms = c["failover_ms"].as_f64().unwrap();
         assert!((0.0..6000.0).contains(&ms), "failover {ms} ms: {c:#}");
         assert!(c["dual_holder_ms"].as_f64().unwrap() >= 0.0);
-        // And the lab recovered from it: one holder, writes through the VIP working again.
-        assert_eq!(c["steady"], true, "the lab did not recover: {c:#}");
+        // And the lab recovered from it within 15 s: one holder, writes through the VIP
+        // working again. A paused holder that resumes can leave clients on a stale ARP entry
+        // (docs/lab.md, "pause"): that fails here, as it should.
+        assert_eq!(
+            c["steady"],
+            true,
+            "the lab did not recover within 15 s of undoing the fault: {c:#}
+{}",
+            String::from_utf8_lossy(&drill.stdout)
+        );
         assert!(c["failed_requests"].as_u64().is_some());
     }
 
