@@ -517,6 +517,12 @@ impl Router {
                     // router (and learning bridges) hear the real master now.
                     // The regular Adver_Timer schedule is kept.
                     self.send_adverts(local, out);
+                    // Another router believed it was master (we were paused, cut off, …):
+                    // clients may have followed its gratuitous ARP, so claim the addresses
+                    // again, or they keep sending to a router that is about to drop them.
+                    for &vip in &self.config.virtual_addresses {
+                        out.push(Action::SendGratuitousArp(vip));
+                    }
                 }
             }
         }
