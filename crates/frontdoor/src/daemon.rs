@@ -2,9 +2,9 @@
 //! balances TCP to the apiservers. Wiring only: the parts are `vip::run`, the pool, the
 //! proxy, the health checks and the metrics server.
 //!
-//! Priority follows health: with no healthy backend the router goes to Fault (priority 0 if
-//! it was Master); while this node's own backend is not ready its priority drops by
-//! `local_weight`, so the VIP moves at once to a node that can serve.
+//! Priority follows health: while this node's own backend is not ready its priority drops by
+//! `local_weight`, and with no healthy backend at all by twice that, so the VIP moves at once
+//! to a node that can serve, and stays somewhere when none can.
 //!
 //! Shutdown (SIGTERM/SIGINT) is make-before-break: priority 0, keep the VIP and keep serving
 //! until the new master is heard, release the VIP, then drain open connections.
@@ -34,14 +34,15 @@ pub enum DaemonError {
 }
 
 /// The VRRP health input for a pool summary (pure; see the module docs).
+///
+/// No healthy backend sinks the priority by twice `local_weight` rather than leaving VRRP
+/// (Fault): when every backend is down at once, as while etcd elects a leader, every node
+/// would leave and nobody would hold the VIP; sunk, the VIP stays where it is and still moves
+/// at once to any node that can serve.
 pub fn vrrp_health(s: &HealthSummary, local_weight: u8) -> vrrp::Health {
-    if s.healthy == 0 {
-        return vrrp::Health {
-            weight: 0,
-            fault: true,
-        };
-    }
-    let weight = if s.local_ready == Some(false) {
+    let weight = if s.healthy == 0 {
+        -2 * i32::from(local_weight)
+    } else if s.local_ready == Some(false) {
         -i32::from(local_weight)
     } else {
         0
@@ -284,40 +285,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_healthy_backend_is_fault_and_local_not_ready_lowers_priority() {
+    fn no_healthy_backend_sinks_priority_below_a_node_that_can_serve() {
         let s = |healthy, local_ready| HealthSummary {
             total: 3,
             healthy,
             local_ready,
         };
-        assert_eq!(
-            vrrp_health(&s(0, Some(false)), 30),
-            vrrp::Health {
-                weight: 0,
-                fault: true
-            }
-        );
-        assert_eq!(
-            vrrp_health(&s(2, Some(false)), 30),
-            vrrp::Health {
-                weight: -30,
-                fault: false
-            }
-        );
-        assert_eq!(
-            vrrp_health(&s(3, Some(true)), 30),
-            vrrp::Health {
-                weight: 0,
-                fault: false
-            }
-        );
-        assert_eq!(
-            vrrp_health(&s(3, None), 30),
-            vrrp::Health {
-                weight: 0,
-                fault: false
-            }
-        );
+        let w = |weight| vrrp::Health {
+            weight,
+            fault: false,
+        };
+        // every node without backends sinks alike, so the holder keeps the VIP (no Fault)
+        assert_eq!(vrrp_health(&s(0, Some(false)), 30), w(-60));
+        assert_eq!(vrrp_health(&s(0, None), 30), w(-60));
+        // a node that can serve through others still outranks one that cannot serve at all
+        assert_eq!(vrrp_health(&s(2, Some(false)), 30), w(-30));
+        assert_eq!(vrrp_health(&s(3, Some(true)), 30), w(0));
+        assert_eq!(vrrp_health(&s(3, None), 30), w(0));
     }
 
     #[test]
