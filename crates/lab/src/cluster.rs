@@ -303,6 +303,9 @@ fn etcd_argv(lab: &str, dir: &Path, i: usize, n: usize, initial: bool) -> Vec<St
         format!("--peer-key-file={}", p("peer.key")),
         "--heartbeat-interval=100".into(),
         "--election-timeout=1000".into(),
+        // a member that was cut off must not force an election when it returns (etcd 3.4
+        // defaults to off; 3.5 to on): without it, a healed cable costs the cluster its leader
+        "--pre-vote=true".into(),
         "--snapshot-count=10000".into(),
         "--log-level=warn".into(),
     ]
