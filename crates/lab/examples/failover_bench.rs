@@ -235,6 +235,15 @@ impl Lab {
         }
     }
 
+    /// The holder's whole front door dies hard: VRRP and the proxy (keepalived and haproxy,
+    /// or the one kubeha process), as when the node's front-door software crashes.
+    fn kill_front_door(&self, i: usize) {
+        self.kill_vrrp(i);
+        if let Some(h) = self.nodes[i].haproxy.as_ref() {
+            h.signal(libc::SIGKILL);
+        }
+    }
+
     fn crash_vrrp(&mut self, i: usize) {
         self.kill_vrrp(i);
         if let Some(mut p) = self.nodes[i].vrrp.take() {
@@ -306,12 +315,25 @@ fn measured(
     after: Duration,
     f: impl FnOnce(),
 ) -> (Vec<probe::Sample>, Duration) {
+    let (s, t0, _) = measured_move(lab, settle, after, f);
+    (s, t0)
+}
+
+/// Like `measured`, and how long until node 1 held the VIP (polled every 10 ms).
+fn measured_move(
+    lab: &Lab,
+    settle: Duration,
+    after: Duration,
+    f: impl FnOnce(),
+) -> (Vec<probe::Sample>, Duration, Option<Duration>) {
     let client = Client::start(lab.t.client.ns.name(), SocketAddr::from((VIP, LB_PORT)));
     std::thread::sleep(settle);
     let t0 = client.start.elapsed();
+    let fault = Instant::now();
     f();
-    std::thread::sleep(after);
-    (client.stop(), t0)
+    let moved = within(after, || vip_on(&lab.t.nodes[1].ns));
+    std::thread::sleep(after.saturating_sub(fault.elapsed()));
+    (client.stop(), t0, moved)
 }
 
 fn wrk(ns: &Netns, url: &str, secs: u64) -> (f64, f64) {
@@ -402,20 +424,22 @@ fn run_stack(stack: Stack, kubeha: &Path, runs: usize, wrk_secs: u64, soak_secs:
                 logs.join("\n---\n")
             );
         }
-        let (s, t0) = measured(&lab, Duration::from_millis(300), window, || {
-            lab.kill_vrrp(0)
+        let (s, t0, moved) = measured_move(&lab, Duration::from_millis(300), window, || {
+            lab.kill_front_door(0)
         });
         r.crash_ms.push(ms(probe::recovery(&s, t0).0));
+        r.crash_vip_ms.push(moved.map_or(f64::INFINITY, ms));
         if vip_on(&lab.t.nodes[0].ns) {
             r.vip_left_behind += 1;
         }
         // cable pull on the holder
         assert!(lab.steady());
-        let (s, t0) = measured(&lab, Duration::from_millis(300), window, || {
+        let (s, t0, moved) = measured_move(&lab, Duration::from_millis(300), window, || {
             lab.t.cable(0, false).unwrap()
         });
         lab.t.cable(0, true).unwrap();
         r.cable_ms.push(ms(probe::recovery(&s, t0).0));
+        r.cable_vip_ms.push(moved.map_or(f64::INFINITY, ms));
         // graceful stop: SIGTERM (keepalived: then haproxy, as an operator stops a node)
         assert!(lab.steady());
         let (s, _) = measured(
@@ -635,11 +659,10 @@ fn main() {
     if let Some(f) = results[2].1.soak_false_failovers {
         println!("soak under wrk load at 40ms adverts: {f} VIP moves (false failovers)");
     }
-    println!(
-        "raw (ms): {:#?}",
-        results
-            .iter()
-            .map(|(s, r)| (&s.label, &r.crash_ms, &r.cable_ms, &r.proxy_death_ms))
-            .collect::<Vec<_>>()
-    );
+    for (s, r) in &results {
+        println!(
+            "raw {}: crash clients {:?} crash VIP {:?} cable clients {:?} cable VIP {:?} proxy death {:?}",
+            s.label, r.crash_ms, r.crash_vip_ms, r.cable_ms, r.cable_vip_ms, r.proxy_death_ms
+        );
+    }
 }
