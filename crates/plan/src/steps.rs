@@ -65,12 +65,13 @@ pub(crate) fn for_node(
     b.step(
         Phase::Preflight,
         "host",
-        "swap, kernel >= 4.x, modules loadable, required ports free, time sync",
+        "kernel >= 4.x, modules loadable, required ports free; reports swap, product_uuid, MACs and the clock for the cross-node checks",
         vec![],
         Some(format!(
             "kver=$(uname -r | cut -d. -f1); [ \"$kver\" -ge 4 ] || {{ echo \"kernel $(uname -r) is older than 4.x\"; exit 1; }}\n\
              for m in overlay br_netfilter; do modprobe -n \"$m\" || {{ echo \"module $m cannot be loaded\"; exit 1; }}; done\n\
              for p in {ports}; do u=$(ss -Hltnp \"sport = :$p\"); [ -z \"$u\" ] && continue; echo \"$u\" | grep -Eq '\"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)\"' || {{ echo \"port $p is in use by: $u\"; exit 1; }}; done\n\
+             swapon --show=NAME --noheadings 2>/dev/null | sed 's/^/swap: /'\n\
              cat /sys/class/dmi/id/product_uuid 2>/dev/null || true\n\
              ip -o link | awk '{{print $2, $(NF-2)}}'\n\
              date +%s.%N",
