@@ -486,7 +486,8 @@ mod tests {
             "198.18.0.1:6443".parse().unwrap(),
             "198.18.0.2:6443".parse().unwrap(),
         ];
-        let pool = Pool::new(addrs, Balance::RoundRobin).with_local_ip("198.18.0.2".parse().unwrap());
+        let pool =
+            Pool::new(addrs, Balance::RoundRobin).with_local_ip("198.18.0.2".parse().unwrap());
         let mut rx = pool.subscribe();
         assert_eq!(
             *rx.borrow_and_update(),
