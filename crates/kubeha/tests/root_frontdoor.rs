@@ -134,17 +134,24 @@ fn root_frontdoor_graceful_stop_fails_no_connect() {
     std::thread::sleep(Duration::from_millis(300));
     let samples = client.stop();
     let failed = failures(&samples);
+    let connects = lab::probe::failed_connects(&samples);
     eprintln!(
-        "measured: SIGTERM handover: {} failed of {} requests, longest gap {:?}",
-        failed.len(),
+        "measured: SIGTERM handover: {connects} failed connects, {} requests lost in flight, of {}; longest gap {:?}",
+        failed.len() - connects,
         samples.len(),
         longest_gap(&samples)
     );
     assert!(status.success(), "exit status {status:?}\n{}", lab.log(0));
+    // The goal: no client connect fails across a graceful handover. A request already on a
+    // connection when clients' ARP moves to the new holder can be cut (L2 failover cannot
+    // move an open TCP connection): at most the few in flight at that instant.
+    assert_eq!(
+        connects, 0,
+        "failed connects across a graceful handover: {failed:?}"
+    );
     assert!(
-        failed.is_empty(),
-        "failed connects across a graceful handover: {:?}",
-        &failed[..failed.len().min(5)]
+        failed.len() <= lab::probe::WORKERS,
+        "more than the in-flight requests lost: {failed:?}"
     );
     assert_eq!(holders(&lab.t), vec![1]);
     assert!(lab.log(0).contains("new master heard"), "{}", lab.log(0));

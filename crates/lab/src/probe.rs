@@ -40,55 +40,70 @@ pub struct Sample {
     pub result: Result<usize, String>,
 }
 
-/// Keeps making fresh connections to `target` from namespace `ns` until stopped
-/// (bounded: at most 100 000 requests or 10 minutes).
+/// Keeps making fresh connections to `target` from namespace `ns` until stopped, from
+/// `WORKERS` threads at once, so one request stuck in a dying server (1 s timeout) does not
+/// hide when the others are served again (bounded: at most 100 000 requests or 10 minutes per
+/// worker).
 pub struct Client {
     stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<Result<Vec<Sample>, LabError>>>,
+    handles: Vec<std::thread::JoinHandle<Result<Vec<Sample>, LabError>>>,
     pub start: Instant,
 }
+
+/// Concurrent request loops per client.
+pub const WORKERS: usize = 4;
 
 impl Client {
     pub fn start(ns: &str, target: SocketAddr) -> Client {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let start = Instant::now();
-        let handle = in_netns(ns, move || {
-            let mut out = Vec::new();
-            while !flag.load(Ordering::Relaxed)
-                && out.len() < 100_000
-                && start.elapsed() < Duration::from_secs(600)
-            {
-                let at = start.elapsed();
-                out.push(Sample {
-                    at,
-                    result: request(target),
-                });
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            out
-        });
+        let handles = (0..WORKERS)
+            .map(|w| {
+                let flag = stop.clone();
+                in_netns(ns, move || {
+                    let mut out = Vec::new();
+                    // stagger the workers so their requests interleave
+                    std::thread::sleep(Duration::from_micros(500 * w as u64));
+                    while !flag.load(Ordering::Relaxed)
+                        && out.len() < 100_000
+                        && start.elapsed() < Duration::from_secs(600)
+                    {
+                        let at = start.elapsed();
+                        out.push(Sample {
+                            at,
+                            result: request(target),
+                        });
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    out
+                })
+            })
+            .collect();
         Client {
             stop,
-            handle: Some(handle),
+            handles,
             start,
         }
     }
 
+    /// Stops the workers and returns every sample in order of start time.
     pub fn stop(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .and_then(Result::ok)
-            .unwrap_or_default()
+        let mut all: Vec<Sample> = self
+            .handles
+            .drain(..)
+            .filter_map(|h| h.join().ok().and_then(Result::ok))
+            .flatten()
+            .collect();
+        all.sort_by_key(|s| s.at);
+        all
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        for h in self.handles.drain(..) {
             let _ = h.join();
         }
     }
