@@ -96,7 +96,7 @@ pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Arti
     out.extend(containerd::mirror_hosts(inv));
     out.extend(containerd::proxy_dropin(inv));
     if node.roles.control_plane {
-        if std::ptr::eq(node, inv.first_control_plane()) {
+        if node.name == inv.first_control_plane().name {
             out.push(kubeadm::init_config(inv, node, inputs));
         } else {
             out.push(kubeadm::join_config(inv, node, inputs));
