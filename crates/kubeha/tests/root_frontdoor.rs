@@ -89,8 +89,13 @@ fn root_frontdoor_crash_failover_and_vip_lifetime() {
             lab.t.client.ns.exec(&["ip", "neigh"]).unwrap_or_default()
         );
     }
+    // The requirement: another node serves the VIP within the down interval (~150 ms at
+    // 40 ms adverts), with margin for a loaded machine.
+    assert!(took < Duration::from_millis(600), "takeover took {took:?}");
+    // Clients follow the gratuitous ARP; a Linux client whose ARP entry changed less than
+    // `locktime` (1 s) earlier ignores it until a repeat lands after that, so allow for it.
     assert!(
-        served_again < Duration::from_millis(1000),
+        served_again < Duration::from_millis(1500),
         "clients waited {served_again:?}"
     );
     // stragglers: a SYN sent just before a client's ARP entry moved is retransmitted once

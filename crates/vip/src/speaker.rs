@@ -71,11 +71,13 @@ struct Speaker {
 }
 
 /// After a takeover, gratuitous ARP again at these offsets: a crashed holder keeps the VIP
-/// until its lifetime ends, and any ARP it sends meanwhile can point clients back at it.
-const GARP_REPEATS: [Duration; 4] = [
+/// until its lifetime ends, and Linux clients ignore an ARP update that changes the address
+/// within `locktime` (1 s) of the entry's last update, so one repeat lands just past it.
+const GARP_REPEATS: [Duration; 5] = [
     Duration::from_millis(100),
     Duration::from_millis(500),
-    Duration::from_millis(1500),
+    Duration::from_millis(1050),
+    Duration::from_millis(1600),
     Duration::from_millis(3000),
 ];
 
