@@ -327,22 +327,29 @@ pub fn start_etcd(state: &mut LabState, i: usize) -> Result<i32, LabError> {
     Ok(pid)
 }
 
-/// GET `http://addr/path` from inside `ns`; the status code, if any answer came.
-pub fn http_status(ns: &str, addr: SocketAddr, path: &str) -> Option<u16> {
+/// `GET path` over HTTP/1.0 to `addr` from inside `ns`: the status code and the whole
+/// response text, if an answer came (connect 500 ms, read 1 s).
+pub fn http_get(ns: &str, addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let path = path.to_string();
     in_netns(ns, move || {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
         s.set_read_timeout(Some(Duration::from_millis(1000))).ok()?;
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).ok()?;
-        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let status = text.get(9..12)?.parse().ok()?;
+        Some((status, text))
     })
     .join()
     .ok()?
     .ok()
     .flatten()
+}
+
+/// GET `http://addr/path` from inside `ns`; the status code, if any answer came.
+pub fn http_status(ns: &str, addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(ns, addr, path).map(|(status, _)| status)
 }
 
 /// The front door's metrics page of member `m` (localhost-only, so fetched inside its namespace).
@@ -352,20 +359,12 @@ pub fn metrics_page(m: &Member) -> String {
 
 /// The metrics page at 127.0.0.1:9100 inside namespace `ns` (empty if none answers).
 pub fn metrics_in(ns: &str) -> String {
-    in_netns(ns, || {
-        let mut s =
-            TcpStream::connect_timeout(&METRICS.parse().ok()?, Duration::from_millis(500)).ok()?;
-        s.set_read_timeout(Some(Duration::from_millis(1000))).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        Some(body)
-    })
-    .join()
-    .ok()
-    .and_then(|r| r.ok().flatten())
-    .unwrap_or_default()
+    METRICS
+        .parse()
+        .ok()
+        .and_then(|addr| http_get(ns, addr, "/metrics"))
+        .map(|(_, text)| text)
+        .unwrap_or_default()
 }
 
 pub fn metric(page: &str, sample: &str) -> Option<f64> {
