@@ -240,39 +240,40 @@ async fn relay(mut client: TcpStream, mut backend: TcpStream, pool: &Pool, cfg: 
             &m.bytes_out,
             &activity,
         );
-        tokio::select! {
-            r = copy => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "session ended with error");
-                }
-            }
-            () = idle(&activity, cfg.idle_timeout) => {
-                m.idle_timeouts.inc();
-                tracing::debug!("session idle timeout");
-            }
-        }
+        until_idle(copy, &activity, cfg.idle_timeout, m).await;
         return;
     }
     let mut c = Metered::new(&mut client, &m.bytes_in, &activity);
     let mut b = Metered::new(&mut backend, &m.bytes_out, &activity);
     let size = cfg.buffer_size.max(1024);
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut c, &mut b, size, size);
+    until_idle(copy, &activity, cfg.idle_timeout, m).await;
+}
+
+/// Resolves after `timeout` without activity (checked in quarter steps, so the actual
+/// idle time is between `timeout` and 1.25 × `timeout`). Reading the flag instead of a
+/// clock keeps the relay's per-read cost to one relaxed store.
+/// Runs one session's relay (copy or splice) until it ends, or closes it after `timeout`
+/// without traffic either way.
+async fn until_idle<T>(
+    copy: impl std::future::Future<Output = io::Result<T>>,
+    activity: &AtomicBool,
+    timeout: Duration,
+    m: &crate::metrics::Metrics,
+) {
     tokio::select! {
         r = copy => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "session ended with error");
             }
         }
-        () = idle(&activity, cfg.idle_timeout) => {
+        () = idle(activity, timeout) => {
             m.idle_timeouts.inc();
             tracing::debug!("session idle timeout");
         }
     }
 }
 
-/// Resolves after `timeout` without activity (checked in quarter steps, so the actual
-/// idle time is between `timeout` and 1.25 × `timeout`). Reading the flag instead of a
-/// clock keeps the relay's per-read cost to one relaxed store.
 async fn idle(activity: &AtomicBool, timeout: Duration) {
     const STEPS: u32 = 4;
     let tick = (timeout / STEPS).max(Duration::from_millis(1));
