@@ -119,14 +119,7 @@ impl EtcdClient {
             B64.encode(value)
         );
         let (status, resp) = self.post(addr, "/v3/kv/put", body, timeout).await?;
-        if status != 200 {
-            return Err(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&resp[..resp.len().min(200)])
-            ));
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&resp).map_err(|e| format!("answer: {e}"))?;
+        let v = json_answer(status, &resp)?;
         if v.get("header").is_none() {
             return Err("answer without a header".into());
         }
@@ -156,14 +149,7 @@ impl EtcdClient {
             })
             .to_string();
             let (status, resp) = self.post(addr, "/v3/kv/range", body, timeout).await?;
-            if status != 200 {
-                return Err(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&resp[..resp.len().min(200)])
-                ));
-            }
-            let v: serde_json::Value =
-                serde_json::from_slice(&resp).map_err(|e| format!("answer: {e}"))?;
+            let v = json_answer(status, &resp)?;
             let kvs = v.get("kvs").and_then(|k| k.as_array());
             let mut last = None;
             for kv in kvs.into_iter().flatten() {
@@ -198,6 +184,18 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// The JSON body of a 200 answer from etcd's gateway; anything else as an error that quotes
+/// the start of the body.
+fn json_answer(status: u16, resp: &[u8]) -> Result<serde_json::Value, String> {
+    if status != 200 {
+        return Err(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&resp[..resp.len().min(200)])
+        ));
+    }
+    serde_json::from_slice(resp).map_err(|e| format!("answer: {e}"))
 }
 
 #[cfg(test)]
