@@ -219,19 +219,13 @@ impl Lab {
     /// kill -9 of node `i`'s VRRP side: keepalived's parent and VRRP child at once, or the
     /// kubeha daemon.
     fn kill_vrrp(&self, i: usize) {
-        if let Some(pf) = &self.nodes[i].vrrp_child_pidfile
-            && let Ok(pid) = std::fs::read_to_string(pf)
-                .unwrap_or_default()
-                .trim()
-                .parse::<i32>()
-        {
-            // SAFETY: kill(2) on keepalived's VRRP child, started by this program.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
+        let node = &self.nodes[i];
+        match (node.vrrp.as_ref(), node.vrrp_child_pidfile.as_ref()) {
+            (Some(p), Some(pidfile)) => {
+                probe::kill_keepalived(p, pidfile);
             }
-        }
-        if let Some(p) = self.nodes[i].vrrp.as_ref() {
-            p.signal(libc::SIGKILL);
+            (Some(p), None) => p.signal(libc::SIGKILL),
+            (None, _) => {}
         }
     }
 

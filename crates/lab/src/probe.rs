@@ -33,6 +33,23 @@ pub fn nginx(ns: &Netns, addr: SocketAddr, index: usize, dir: &Path) -> Result<P
     )
 }
 
+/// A hard crash of keepalived: SIGKILL to its VRRP child (the PID in the file given with
+/// `-r`) and to the parent at once. Killing only the parent makes the child hand over
+/// gracefully with priority 0, which is not a crash. Returns whether the child was found.
+pub fn kill_keepalived(parent: &Proc, vrrp_pidfile: &Path) -> bool {
+    let child = std::fs::read_to_string(vrrp_pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(pid) = child {
+        // SAFETY: kill(2) on keepalived's VRRP child, which the caller started.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    parent.signal(libc::SIGKILL);
+    child.is_some()
+}
+
 /// One request through the VIP: which backend answered, or why it failed.
 #[derive(Debug, Clone)]
 pub struct Sample {

@@ -56,16 +56,10 @@ fn vrrp_pid_file(dir: &Path, i: usize, start_no: usize) -> std::path::PathBuf {
 /// A hard crash: SIGKILL to keepalived's VRRP child and to its parent at once, so no
 /// priority-0 advert goes out (killing only the parent makes the child shut down gracefully).
 fn crash_keepalived(mut ka: Proc, dir: &Path, i: usize, start_no: usize) {
-    let child: i32 = std::fs::read_to_string(vrrp_pid_file(dir, i, start_no))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // SAFETY: plain kill(2) on PIDs this test started.
-    unsafe {
-        libc::kill(child, libc::SIGKILL);
-    }
-    ka.signal(libc::SIGKILL);
+    assert!(
+        lab::probe::kill_keepalived(&ka, &vrrp_pid_file(dir, i, start_no)),
+        "keepalived's VRRP child pid file"
+    );
     ka.wait_timeout(Duration::from_secs(2));
 }
 
