@@ -32,6 +32,17 @@ pub(crate) struct RawInventory {
     pub kubelet: Option<S<RawKubelet>>,
     #[serde(default)]
     pub pki: Option<S<RawPki>>,
+    #[serde(default)]
+    pub packages: Option<S<RawPackages>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackages {
+    #[serde(default)]
+    pub source: Option<S<String>>,
+    #[serde(default)]
+    pub repository: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +75,9 @@ pub(crate) struct RawSsh {
     pub port: Option<S<u16>>,
     #[serde(default)]
     pub key: Option<S<String>>,
+    /// `user@host:port` of a bastion to go through.
+    #[serde(default)]
+    pub jump: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

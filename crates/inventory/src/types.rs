@@ -21,7 +21,27 @@ pub struct Inventory {
     pub frontdoor: Frontdoor,
     pub kubelet: Kubelet,
     pub pki: PkiSettings,
+    pub packages: Packages,
 }
+
+/// Where kubelet, kubeadm and kubectl come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Packages {
+    pub source: PackageSource,
+    /// The apt repository base for `repository`; `{stream}` becomes `v1.31`.
+    pub repository: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageSource {
+    /// Install from the Kubernetes apt repository, held at the inventory's version.
+    Repository,
+    /// The operator installs them (image, offline bundle): kubeha checks, never installs.
+    Preinstalled,
+}
+
+pub const DEFAULT_PACKAGE_REPOSITORY: &str = "https://pkgs.k8s.io/core:/stable:/{stream}/deb";
 
 impl Inventory {
     pub fn control_plane(&self) -> impl Iterator<Item = &Node> {
@@ -163,6 +183,8 @@ pub struct Ssh {
     pub user: String,
     pub port: u16,
     pub key: Option<String>,
+    /// A bastion as `user@host:port` (user and port optional).
+    pub jump: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -26,6 +26,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
     let frontdoor = frontdoor(raw.frontdoor.as_ref(), sink);
     let kubelet = kubelet(raw.kubelet.as_ref());
     let pki = pki(raw.pki.as_ref(), sink);
+    let packages = packages(raw.packages.as_ref(), sink);
     let endpoint = endpoint(endpoint_raw, &nodes, sink);
 
     // Cross-field checks need the parsed parts; each only runs when its inputs parsed.
@@ -54,6 +55,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
         frontdoor: frontdoor?,
         kubelet,
         pki: pki?,
+        packages: packages?,
     };
     assign_priorities(&mut inv);
     Some(inv)
@@ -332,6 +334,7 @@ fn ssh(
         |f: fn(&RawSsh) -> Option<&S<String>>| own.and_then(f).or_else(|| defaults.and_then(f));
     let user = pick(|s| s.user.as_ref());
     let key = pick(|s| s.key.as_ref());
+    let jump = pick(|s| s.jump.as_ref());
     let port = own
         .and_then(|s| s.port.as_ref())
         .or_else(|| defaults.and_then(|s| s.port.as_ref()));
@@ -362,6 +365,7 @@ fn ssh(
         user: user.map_or_else(|| "root".to_string(), |u| u.value.clone()),
         port: port.map_or(22, |p| p.value),
         key: key.map(|k| k.value.clone()),
+        jump: jump.map(|j| j.value.clone()),
     })
 }
 
@@ -1136,6 +1140,44 @@ fn kubelet(k: Option<&S<RawKubelet>>) -> Kubelet {
         max_pods: k.max_pods.as_ref().map_or(110, |v| v.value),
         server_tls_bootstrap: k.server_tls_bootstrap.as_ref().is_some_and(|v| v.value),
     }
+}
+
+fn packages(p: Option<&S<RawPackages>>, sink: &mut Sink) -> Option<Packages> {
+    let default = RawPackages::default();
+    let p = p.map_or(&default, |p| &p.value);
+    let source = p
+        .source
+        .as_ref()
+        .map_or(Some(PackageSource::Repository), |s| {
+            one_of(
+                s,
+                "packages.source",
+                &[
+                    ("repository", PackageSource::Repository),
+                    ("preinstalled", PackageSource::Preinstalled),
+                ],
+                sink,
+            )
+        });
+    let repository = match &p.repository {
+        None => DEFAULT_PACKAGE_REPOSITORY.to_string(),
+        Some(r) if r.value.starts_with("https://") || r.value.starts_with("http://") => {
+            r.value.trim_end_matches('/').to_string()
+        }
+        Some(r) => {
+            sink.error(
+                pos(r),
+                "packages.repository".to_string(),
+                "the repository is not an http(s) URL",
+                "give the apt base URL, e.g. https://pkgs.k8s.io/core:/stable:/{stream}/deb",
+            );
+            return None;
+        }
+    };
+    Some(Packages {
+        source: source?,
+        repository,
+    })
 }
 
 fn pki(p: Option<&S<RawPki>>, sink: &mut Sink) -> Option<PkiSettings> {
