@@ -63,6 +63,7 @@ pub fn plan_inputs(inv: &inventory::Inventory, pki_dir: &Path) -> Result<plan::I
             ca_cert_hash: plan::pki::ca_hash(pki_dir),
         },
         pki: pki_files,
+        kubeha_binary: None,
     })
 }
 
@@ -260,6 +261,10 @@ fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, String> {
     let mut stats = WriteStats::default();
     for n in &plan.nodes {
         for a in &n.artifacts {
+            // A preview does not carry kubeha's own binary; `up` uploads the running one.
+            if a.path == render::paths::KUBEHA_BINARY && a.contents.is_empty() {
+                continue;
+            }
             let rel = a.path.trim_start_matches('/');
             let target = dir.join(&n.name).join(rel);
             let parent = target

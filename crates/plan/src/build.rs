@@ -11,6 +11,9 @@ pub struct Inputs {
     pub render: render::Inputs,
     /// Certificate files per node name from the PKI store; `None` until it is issued.
     pub pki: Option<BTreeMap<String, Vec<Artifact>>>,
+    /// kubeha's own executable, installed on control-plane nodes for the builtin front door.
+    /// `None` in previews: the plan then says the file comes from the running binary.
+    pub kubeha_binary: Option<Vec<u8>>,
 }
 
 impl Inputs {
@@ -18,6 +21,7 @@ impl Inputs {
         Inputs {
             render: render::Inputs::placeholder(),
             pki: None,
+            kubeha_binary: None,
         }
     }
 }
@@ -36,6 +40,26 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
                 .unwrap_or_default();
             let pki_paths: Vec<String> = pki_files.iter().map(|a| a.path.clone()).collect();
             artifacts.extend(pki_files);
+            if node.roles.control_plane && inv.frontdoor.kind == FrontdoorKind::Builtin {
+                artifacts.push(Artifact {
+                    path: render::paths::KUBEHA_BINARY.to_string(),
+                    mode: 0o755,
+                    owner: "root:root".to_string(),
+                    contents: inputs.kubeha_binary.clone().unwrap_or_default(),
+                    sensitive: false,
+                    purpose: "kubeha itself (this binary): runs the front door".to_string(),
+                });
+            }
+            if node.roles.control_plane && node.name == inv.first_control_plane().name {
+                artifacts.push(Artifact {
+                    path: render::paths::JOIN_TOKEN.to_string(),
+                    mode: 0o600,
+                    owner: "root:root".to_string(),
+                    contents: inputs.render.bootstrap_token.clone().into_bytes(),
+                    sensitive: true,
+                    purpose: "this run's bootstrap token for kubeadm joins".to_string(),
+                });
+            }
             let steps = steps::for_node(inv, node, &artifacts, &pki_paths);
             NodePlan {
                 name: node.name.clone(),

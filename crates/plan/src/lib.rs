@@ -137,12 +137,10 @@ impl Plan {
                     .map(|a| {
                         let digest =
                             hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a.contents));
-                        let contents = if a.sensitive {
-                            serde_json::Value::Null
-                        } else {
-                            serde_json::Value::String(
-                                String::from_utf8_lossy(&a.contents).into_owned(),
-                            )
+                        // Secrets and binaries (kubeha itself) are shown by digest only.
+                        let contents = match std::str::from_utf8(&a.contents) {
+                            Ok(text) if !a.sensitive => serde_json::Value::String(text.into()),
+                            _ => serde_json::Value::Null,
                         };
                         serde_json::json!({
                             "path": a.path,

@@ -1,9 +1,13 @@
 //! The ordered steps for one node. Each `run` script is idempotent: run twice, it converges.
 
-use inventory::{Cni, EtcdTopology, FrontdoorKind, Inventory, KubeProxyMode, Node};
+use inventory::{Cni, EtcdTopology, FrontdoorKind, Inventory, KubeProxyMode, Node, PackageSource};
 use render::paths;
 
 use crate::{Artifact, Phase, Step};
+
+/// A shell function: a module is there if built in, loaded, or loadable. Containers and some
+/// kernels build overlay and br_netfilter in, with no modprobe or /lib/modules at all.
+const HAVE_MOD: &str = "have_mod() { [ -d \"/sys/module/$1\" ] || { [ \"$1\" = br_netfilter ] && [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; } || grep -qw \"$1\" /proc/filesystems 2>/dev/null || { command -v modprobe >/dev/null && modprobe -n \"$1\" 2>/dev/null; }; }";
 
 struct Builder {
     steps: Vec<Step>,
@@ -65,16 +69,23 @@ pub(crate) fn for_node(
     b.step(
         Phase::Preflight,
         "host",
-        "kernel >= 4.x, modules loadable, required ports free; reports swap, product_uuid, MACs and the clock for the cross-node checks",
+        "kernel >= 4.x, modules available, required ports free, a container runtime; reports swap, product_uuid, machine-id, MACs, time sync and tool versions for the cross-node checks",
         vec![],
         Some(format!(
-            "kver=$(uname -r | cut -d. -f1); [ \"$kver\" -ge 4 ] || {{ echo \"kernel $(uname -r) is older than 4.x\"; exit 1; }}\n\
-             for m in overlay br_netfilter; do modprobe -n \"$m\" || {{ echo \"module $m cannot be loaded\"; exit 1; }}; done\n\
-             for p in {ports}; do u=$(ss -Hltnp \"sport = :$p\"); [ -z \"$u\" ] && continue; echo \"$u\" | grep -Eq '\"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)\"' || {{ echo \"port $p is in use by: $u\"; exit 1; }}; done\n\
-             swapon --show=NAME --noheadings 2>/dev/null | sed 's/^/swap: /'\n\
-             cat /sys/class/dmi/id/product_uuid 2>/dev/null || true\n\
-             ip -o link | awk '{{print $2, $(NF-2)}}'\n\
-             date +%s.%N",
+            "{have_mod}\n\
+             kver=$(uname -r | cut -d. -f1); [ \"$kver\" -ge 4 ] || {{ echo \"kernel $(uname -r) is older than 4.x\" >&2; exit 1; }}\n\
+             for m in overlay br_netfilter; do have_mod \"$m\" || {{ echo \"kernel module $m is neither built in nor loadable\" >&2; exit 1; }}; done\n\
+             for p in {ports}; do u=$(ss -Hltnp \"sport = :$p\"); [ -z \"$u\" ] && continue; echo \"$u\" | grep -Eq '\"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)\"' || {{ echo \"port $p is in use by: $u\" >&2; exit 1; }}; done\n\
+             fact() {{ echo \"fact $*\"; }}\n\
+             fact hostname \"$(hostname)\"\n\
+             fact uuid \"$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)\"\n\
+             fact machine-id \"$(cat /etc/machine-id 2>/dev/null || echo unknown)\"\n\
+             ip -o link | awk '$2 != \"lo:\" {{ for (i = 1; i < NF; i++) if ($i == \"link/ether\") {{ sub(\":$\", \"\", $2); sub(\"@.*\", \"\", $2); print \"fact mac\", $2, $(i+1) }} }}'\n\
+             swapon --show=NAME --noheadings 2>/dev/null | sed 's/^/fact swap /'\n\
+             fact timesync \"$(timedatectl show -p NTPSynchronized --value 2>/dev/null || echo unknown)\"\n\
+             fact runtime \"$(containerd --version 2>/dev/null | awk '{{print $3}}' || true)\"\n\
+             fact kubeadm \"$(kubeadm version -o short 2>/dev/null || true)\"",
+            have_mod = HAVE_MOD,
             ports = port_list.join(" ")
         )),
         false,
@@ -113,7 +124,7 @@ pub(crate) fn for_node(
         "load br_netfilter, overlay (and ip_vs for kube-proxy ipvs) now and at boot",
         vec!["/etc/modules-load.d/kubeha.conf".into()],
         Some(format!(
-            "for m in {}; do modprobe \"$m\"; done",
+            "{HAVE_MOD}\nfor m in {}; do modprobe \"$m\" 2>/dev/null || have_mod \"$m\" || {{ echo \"kernel module $m cannot be loaded\" >&2; exit 1; }}; done",
             mods.join(" ")
         )),
         true,
@@ -123,29 +134,44 @@ pub(crate) fn for_node(
         "sysctl",
         "bridged traffic through iptables, IP forwarding",
         vec!["/etc/sysctl.d/99-kubeha.conf".into()],
-        Some("sysctl --system >/dev/null".into()),
+        Some("sysctl -q -p /etc/sysctl.d/99-kubeha.conf".into()),
         true,
     );
     let v = &inv.cluster.kubernetes_version;
-    b.step(
-        Phase::Prepare,
-        "packages",
-        &format!("install containerd and kubelet/kubeadm/kubectl {v}, held at that version"),
-        vec![],
-        Some(format!(
-            "export DEBIAN_FRONTEND=noninteractive\n\
-             if ! dpkg-query -W -f='${{Version}}' kubeadm 2>/dev/null | grep -q '^{v}-'; then\n\
-             \x20 apt-get update -q && apt-get install -y -q apt-transport-https ca-certificates curl gpg containerd conntrack ipvsadm\n\
-             \x20 mkdir -p /etc/apt/keyrings\n\
-             \x20 curl -fsSL https://pkgs.k8s.io/core:/stable:/{stream}/deb/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg\n\
-             \x20 echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/{stream}/deb/ /' > /etc/apt/sources.list.d/kubernetes.list\n\
-             \x20 apt-get update -q && apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true\n\
-             \x20 apt-get install -y -q kubelet='{v}-*' kubeadm='{v}-*' kubectl='{v}-*' && apt-mark hold kubelet kubeadm kubectl\n\
-             fi",
-            stream = v.minor_stream()
-        )),
-        true,
-    );
+    match inv.packages.source {
+        PackageSource::Repository => b.step(
+            Phase::Prepare,
+            "packages",
+            &format!("install containerd and kubelet/kubeadm/kubectl {v}, held at that version"),
+            vec![],
+            Some(format!(
+                "export DEBIAN_FRONTEND=noninteractive\n\
+                 if ! dpkg-query -W -f='${{Version}}' kubeadm 2>/dev/null | grep -q '^{v}-'; then\n\
+                 \x20 apt-get update -q && apt-get install -y -q apt-transport-https ca-certificates curl gpg containerd conntrack ipvsadm\n\
+                 \x20 mkdir -p /etc/apt/keyrings\n\
+                 \x20 curl -fsSL {repo}/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg\n\
+                 \x20 echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {repo}/ /' > /etc/apt/sources.list.d/kubernetes.list\n\
+                 \x20 apt-get update -q && apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true\n\
+                 \x20 apt-get install -y -q kubelet='{v}-*' kubeadm='{v}-*' kubectl='{v}-*' && apt-mark hold kubelet kubeadm kubectl\n\
+                 fi",
+                repo = inv.packages.repository.replace("{stream}", &v.minor_stream())
+            )),
+            true,
+        ),
+        // Nothing to install; what is missing is reported, and `up` stops before the first
+        // kubeadm step when kubeadm is absent.
+        PackageSource::Preinstalled => b.step(
+            Phase::Prepare,
+            "packages",
+            &format!("check containerd and kubelet/kubeadm/kubectl {v} installed by the operator"),
+            vec![],
+            Some(format!(
+                "for t in containerd kubelet kubeadm kubectl; do command -v \"$t\" >/dev/null || echo \"$t is not installed (packages.source is preinstalled)\"; done\n\
+                 have=$(kubeadm version -o short 2>/dev/null || true); [ -z \"$have\" ] || [ \"$have\" = v{v} ] || echo \"kubeadm is $have, the inventory says v{v}\""
+            )),
+            false,
+        ),
+    }
     let mut containerd_files = vec![
         "/etc/containerd/config.toml".to_string(),
         "/etc/crictl.yaml".to_string(),
@@ -197,7 +223,11 @@ pub(crate) fn for_node(
                 Phase::Frontdoor,
                 "builtin",
                 "kubeha front door (VRRP VIP + apiserver load balancer) as a systemd unit",
-                vec![paths::FRONTDOOR_CONFIG.into(), paths::FRONTDOOR_UNIT.into()],
+                [paths::KUBEHA_BINARY, paths::FRONTDOOR_CONFIG, paths::FRONTDOOR_UNIT]
+                    .iter()
+                    .filter(|p| artifacts.iter().any(|a| a.path == **p))
+                    .map(|p| p.to_string())
+                    .collect(),
                 Some("systemctl daemon-reload\nsystemctl enable kubeha-frontdoor >/dev/null 2>&1\nsystemctl restart kubeha-frontdoor".into()),
                 true,
             ),
@@ -224,13 +254,26 @@ pub(crate) fn for_node(
         b.step(
             Phase::Init,
             "kubeadm-init",
-            "kubeadm init with the rendered config; certificates already in place are kept",
+            "kubeadm init with the rendered config, skipping the certs phase (kubeha's PKI is in place)",
             vec![paths::KUBEADM_INIT.into()],
             Some(format!(
-                "{guard}\nkubeadm init --config {}",
+                "{guard}\nkubeadm init --config {} --skip-phases=certs",
                 paths::KUBEADM_INIT
             )),
             true,
+        );
+        b.step(
+            Phase::Init,
+            "join-token",
+            "make sure this run's bootstrap token exists for the joins (runs every time; tokens expire)",
+            vec![paths::JOIN_TOKEN.into()],
+            Some(format!(
+                "t=$(cat {tok})\n\
+                 kubeadm token list --kubeconfig /etc/kubernetes/admin.conf 2>/dev/null | awk 'NR > 1 {{print $1}}' | grep -qx \"$t\" || \
+                 kubeadm token create \"$t\" --ttl 2h --description 'kubeha up' --kubeconfig /etc/kubernetes/admin.conf >/dev/null",
+                tok = paths::JOIN_TOKEN
+            )),
+            false,
         );
         let cni = match inv.networking.cni {
             Cni::Flannel => Some(format!(

@@ -82,6 +82,10 @@ pub mod paths {
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/check_apiserver.sh";
     pub const HAPROXY_CFG: &str = "/etc/haproxy/haproxy.cfg";
     pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
+    /// kubeha itself on control-plane nodes: it runs the front door.
+    pub const KUBEHA_BINARY: &str = "/usr/local/bin/kubeha";
+    /// This run's bootstrap token, read by the first control-plane node's token step.
+    pub const JOIN_TOKEN: &str = "/etc/kubeha/join-token";
 }
 
 /// Every file for one node, in a stable order.
