@@ -1,0 +1,819 @@
+//! Runs a Plan: phase by phase across the cluster, nodes in parallel within a phase (at most
+//! `concurrency` at once), steps in order within a node. The order between phases is the
+//! Plan's (etcd before the control plane, the first control plane before joins, the CNI
+//! before other control-plane joins, workers last). A failed worker drops out and the others
+//! go on; a failure on a control-plane or etcd node stops every later phase, since all of
+//! them depend on it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use plan::{NodePlan, Phase, Plan, Step};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::preflight::{self, ClockSample, Facts, Finding, Severity};
+use crate::record::{self, Decision};
+use crate::transport::{Exec, Output, Transport};
+use crate::upload::{self, Written};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub concurrency: usize,
+    /// Redo this step and everything after it, ignoring records; earlier steps are left alone.
+    pub from: Option<String>,
+    /// Only these nodes (empty: all).
+    pub only: Vec<String>,
+    pub dry_run: bool,
+    pub step_timeout: Duration,
+    /// Per-run secrets (the bootstrap token) that do not count as changed inputs.
+    pub masked: Vec<String>,
+    /// Per-node logs go to `log_dir/<node>.log`.
+    pub log_dir: PathBuf,
+}
+
+/// What the progress display is told.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    StepStarted {
+        node: &'a str,
+        step: &'a str,
+    },
+    StepFinished {
+        node: &'a str,
+        step: &'a str,
+        outcome: &'a Outcome,
+    },
+    NodeDone {
+        node: &'a str,
+        failed: bool,
+    },
+}
+
+pub trait Observer: Sync {
+    fn event(&self, e: Event<'_>);
+}
+
+impl Observer for () {
+    fn event(&self, _: Event<'_>) {}
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Ran, and it is a step that changes the node.
+    Changed,
+    /// Done before with the same inputs.
+    Unchanged,
+    /// A read-only check (or an every-run step) ran.
+    Checked,
+    /// Left alone: before `--from`.
+    Skipped,
+    Failed,
+    /// Not reached: an earlier failure or stop.
+    NotRun,
+    /// `--dry-run`: would run now.
+    WouldRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub outcome: Outcome,
+    pub millis: u64,
+    /// Why it runs: never done, or inputs changed since the recorded run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub node: String,
+    pub step: String,
+    /// The command that failed (the last one the shell traced), or what kubeha was doing.
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub stderr_tail: Vec<String>,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self
+            .exit_code
+            .map_or_else(|| "no exit status".to_string(), |c| format!("exit {c}"));
+        write!(
+            f,
+            "{}: {} failed ({code}) at `{}`",
+            self.node, self.step, self.command
+        )?;
+        for l in &self.stderr_tail {
+            write!(f, "\n    | {l}")?;
+        }
+        write!(f, "\n    hint: {}", self.hint)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub steps: Vec<StepReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Files someone else wrote that kubeha replaced, each kept at the path listed.
+    pub backups: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl NodeReport {
+    pub fn count(&self, o: &Outcome) -> usize {
+        self.steps.iter().filter(|s| s.outcome == *o).count()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Stop {
+    /// Cross-node preflight found problems; nothing was changed.
+    Preflight { findings: Vec<String> },
+    /// A control-plane or etcd node failed; later phases did not run.
+    Failed { node: String, step: String },
+    /// Kubernetes' own binaries are missing where the next phase needs them.
+    KubernetesBinaries { nodes: Vec<String>, phase: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub nodes: Vec<NodeReport>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+    pub dry_run: bool,
+    pub millis: u64,
+}
+
+impl Report {
+    pub fn changed(&self) -> usize {
+        self.nodes.iter().map(|n| n.count(&Outcome::Changed)).sum()
+    }
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.nodes.iter().filter_map(|n| n.failure.as_ref())
+    }
+    pub fn ok(&self) -> bool {
+        self.stopped.is_none() && self.failures().next().is_none()
+    }
+}
+
+/// A node as the executor sees it: its part of the Plan and how to reach it.
+struct NodeRun<'a> {
+    plan: &'a NodePlan,
+    transport: Option<Transport>,
+    decisions: BTreeMap<String, Decision>,
+    report: Mutex<NodeReport>,
+    log: Mutex<Option<std::fs::File>>,
+    stdout_of: Mutex<BTreeMap<String, String>>,
+}
+
+impl NodeRun<'_> {
+    fn is_worker_only(&self) -> bool {
+        self.plan.roles == ["worker"]
+    }
+    fn failed(&self) -> bool {
+        self.report
+            .lock()
+            .map(|r| r.failure.is_some())
+            .unwrap_or(true)
+    }
+    fn log(&self, text: &str) {
+        if let Ok(mut g) = self.log.lock()
+            && let Some(f) = g.as_mut()
+        {
+            let _ = f.write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = f.write_all(b"\n");
+            }
+        }
+    }
+    fn set_outcome(&self, step: &str, outcome: Outcome, millis: u64, reason: Option<String>) {
+        if let Ok(mut r) = self.report.lock() {
+            if let Some(s) = r.steps.iter_mut().find(|s| s.id == step) {
+                s.outcome = outcome;
+                s.millis = millis;
+                s.reason = reason;
+            }
+        }
+    }
+    fn fail(&self, f: Failure) {
+        self.log(&format!("FAILED: {f}"));
+        if let Ok(mut r) = self.report.lock()
+            && r.failure.is_none()
+        {
+            r.failure = Some(f);
+        }
+    }
+}
+
+/// Connections made beforehand (the caller picks SSH or local); a node that could not be
+/// reached carries the reason.
+pub type Connections = BTreeMap<String, Result<Transport, String>>;
+
+pub async fn execute(
+    plan: &Plan,
+    mut connections: Connections,
+    opts: &Options,
+    observer: &dyn Observer,
+) -> Report {
+    let started = Instant::now();
+    let _ = std::fs::create_dir_all(&opts.log_dir);
+    let selected: Vec<&NodePlan> = plan
+        .nodes
+        .iter()
+        .filter(|n| opts.only.is_empty() || opts.only.contains(&n.name))
+        .collect();
+    let mut nodes: Vec<NodeRun<'_>> = Vec::new();
+    for n in &selected {
+        let log_path = opts.log_dir.join(format!("{}.log", n.name));
+        let log = open_log(&log_path);
+        let (transport, failure) = match connections.remove(&n.name) {
+            Some(Ok(t)) => (Some(t), None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, Some("no connection was made".to_string())),
+        };
+        let run = NodeRun {
+            plan: n,
+            transport,
+            decisions: BTreeMap::new(),
+            report: Mutex::new(NodeReport {
+                name: n.name.clone(),
+                steps: n
+                    .steps
+                    .iter()
+                    .map(|s| StepReport {
+                        id: s.id.clone(),
+                        outcome: Outcome::NotRun,
+                        millis: 0,
+                        reason: None,
+                    })
+                    .collect(),
+                failure: None,
+                backups: Vec::new(),
+                log: log_path,
+            }),
+            log: Mutex::new(log),
+            stdout_of: Mutex::new(BTreeMap::new()),
+        };
+        if let Some(e) = failure {
+            run.fail(Failure {
+                node: n.name.clone(),
+                step: "connect".into(),
+                command: format!("ssh to {}", n.address),
+                exit_code: None,
+                stderr_tail: vec![e],
+                hint: "check the address, the ssh section of the inventory and known_hosts".into(),
+            });
+        } else if let Some(t) = &run.transport {
+            run.log(&format!(
+                "# kubeha up: node {} via {}",
+                n.name,
+                t.describe()
+            ));
+        }
+        nodes.push(run);
+    }
+
+    let mut warnings = Vec::new();
+    let mut stopped = None;
+
+    // A node we cannot reach fails the run now if the rest depends on it.
+    if let Some(n) = nodes.iter().find(|n| n.failed() && !n.is_worker_only()) {
+        stopped = Some(Stop::Failed {
+            node: n.plan.name.clone(),
+            step: "connect".into(),
+        });
+    }
+
+    // What each node has done before.
+    if stopped.is_none() {
+        let reads = nodes
+            .iter_mut()
+            .filter(|n| n.transport.is_some())
+            .map(|n| async {
+                let t = n.transport.as_ref().expect("filtered");
+                let paths: Vec<&str> = n.plan.artifacts.iter().map(|a| a.path.as_str()).collect();
+                let out = t
+                    .run(&Exec::new(
+                        record::read_script(&paths),
+                        Duration::from_secs(60),
+                    ))
+                    .await;
+                (n, out)
+            });
+        for (n, out) in futures_util::future::join_all(reads).await {
+            match out {
+                Ok(o) if o.success() => {
+                    let records = record::parse(&o.stdout_str());
+                    n.decisions =
+                        record::decide(n.plan, &records, &opts.masked, opts.from.as_deref())
+                            .into_iter()
+                            .collect();
+                }
+                Ok(o) => n.fail(failure_from(n.plan, "records", "read step records", Ok(&o))),
+                Err(e) => n.fail(failure_from(
+                    n.plan,
+                    "records",
+                    "read step records",
+                    Err(&e),
+                )),
+            }
+        }
+        if let Some(n) = nodes.iter().find(|n| n.failed() && !n.is_worker_only()) {
+            stopped = Some(Stop::Failed {
+                node: n.plan.name.clone(),
+                step: "records".into(),
+            });
+        }
+    }
+
+    if opts.dry_run {
+        for n in &nodes {
+            for s in &n.plan.steps {
+                let d = n.decisions.get(&s.id);
+                let (outcome, reason) = match d {
+                    Some(Decision::Unchanged) => (Outcome::Unchanged, None),
+                    Some(Decision::BeforeFrom) => (Outcome::Skipped, None),
+                    Some(Decision::Check) => (Outcome::WouldRun, Some("check".into())),
+                    Some(Decision::Run { previous }) => (Outcome::WouldRun, Some(reason(previous))),
+                    Some(Decision::Drifted(files)) => {
+                        (Outcome::WouldRun, Some(drift_reason(files)))
+                    }
+                    None => (Outcome::NotRun, None),
+                };
+                n.set_outcome(&s.id, outcome, 0, reason);
+            }
+        }
+        return finish(nodes, warnings, stopped, true, started);
+    }
+
+    let sem = Semaphore::new(opts.concurrency.max(1));
+    for phase in Phase::ALL {
+        if stopped.is_some() {
+            break;
+        }
+        if phase.needs_kubernetes_binaries()
+            && let Some(stop) = kubernetes_boundary(&nodes, phase, opts).await
+        {
+            stopped = Some(stop);
+            break;
+        }
+        let active: Vec<&NodeRun<'_>> = nodes
+            .iter()
+            .filter(|n| !n.failed() && n.plan.steps.iter().any(|s| s.phase == phase))
+            .collect();
+        let runs = active.iter().map(|n| async {
+            // etcd members wait for quorum, so they must all start together, whatever the
+            // concurrency limit (a cluster has a handful of them).
+            let _permit = if phase == Phase::Etcd {
+                None
+            } else {
+                sem.acquire().await.ok()
+            };
+            run_phase(n, phase, opts, observer).await;
+        });
+        futures_util::future::join_all(runs).await;
+
+        if phase == Phase::Preflight {
+            let findings = cross_node_checks(&nodes, plan).await;
+            for f in &findings {
+                if f.severity == Severity::Warning {
+                    warnings.push(f.message.clone());
+                }
+            }
+            let errors: Vec<String> = findings
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| f.message)
+                .collect();
+            if !errors.is_empty() {
+                stopped = Some(Stop::Preflight { findings: errors });
+                break;
+            }
+        }
+        if let Some(n) = nodes.iter().find(|n| n.failed() && !n.is_worker_only()) {
+            let step = n
+                .report
+                .lock()
+                .ok()
+                .and_then(|r| r.failure.as_ref().map(|f| f.step.clone()))
+                .unwrap_or_default();
+            stopped = Some(Stop::Failed {
+                node: n.plan.name.clone(),
+                step,
+            });
+        }
+    }
+    finish(nodes, warnings, stopped, false, started)
+}
+
+fn finish(
+    nodes: Vec<NodeRun<'_>>,
+    warnings: Vec<String>,
+    stopped: Option<Stop>,
+    dry_run: bool,
+    started: Instant,
+) -> Report {
+    Report {
+        nodes: nodes
+            .into_iter()
+            .map(|n| n.report.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect(),
+        warnings,
+        stopped,
+        dry_run,
+        millis: started.elapsed().as_millis() as u64,
+    }
+}
+
+fn reason(previous: &Option<String>) -> String {
+    match previous {
+        None => "not done before".into(),
+        Some(_) => "inputs changed since the last run".into(),
+    }
+}
+
+fn drift_reason(files: &[String]) -> String {
+    format!(
+        "changed on the node since the last run: {}",
+        files.join(", ")
+    )
+}
+
+fn open_log(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Logs may quote secrets a command printed: readable by the operator only.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .ok()
+}
+
+async fn run_phase(n: &NodeRun<'_>, phase: Phase, opts: &Options, observer: &dyn Observer) {
+    for step in n.plan.steps.iter().filter(|s| s.phase == phase) {
+        if n.failed() {
+            return;
+        }
+        match n.decisions.get(&step.id) {
+            Some(Decision::Unchanged) => {
+                n.set_outcome(&step.id, Outcome::Unchanged, 0, None);
+                n.log(&format!(
+                    "## {} unchanged since the last run: skipped",
+                    step.id
+                ));
+                observer.event(Event::StepFinished {
+                    node: &n.plan.name,
+                    step: &step.id,
+                    outcome: &Outcome::Unchanged,
+                });
+                continue;
+            }
+            Some(Decision::BeforeFrom) => {
+                n.set_outcome(&step.id, Outcome::Skipped, 0, None);
+                continue;
+            }
+            Some(d) => {
+                let why = match d {
+                    Decision::Run { previous } => Some(reason(previous)),
+                    Decision::Drifted(files) => Some(drift_reason(files)),
+                    _ => None,
+                };
+                observer.event(Event::StepStarted {
+                    node: &n.plan.name,
+                    step: &step.id,
+                });
+                let t0 = Instant::now();
+                let ok = run_step(n, step, opts).await;
+                let outcome = match (ok, step.changes) {
+                    (false, _) => Outcome::Failed,
+                    (true, true) => Outcome::Changed,
+                    (true, false) => Outcome::Checked,
+                };
+                n.set_outcome(
+                    &step.id,
+                    outcome.clone(),
+                    t0.elapsed().as_millis() as u64,
+                    why,
+                );
+                observer.event(Event::StepFinished {
+                    node: &n.plan.name,
+                    step: &step.id,
+                    outcome: &outcome,
+                });
+                if !ok {
+                    observer.event(Event::NodeDone {
+                        node: &n.plan.name,
+                        failed: true,
+                    });
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+    let last_phase = n.plan.steps.last().map(|s| s.phase);
+    if last_phase == Some(phase) {
+        observer.event(Event::NodeDone {
+            node: &n.plan.name,
+            failed: false,
+        });
+    }
+}
+
+/// Marker for the shell's trace lines, so the failing command can be told from stderr.
+const TRACE: &str = "+kubeha+ ";
+
+async fn run_step(n: &NodeRun<'_>, step: &Step, opts: &Options) -> bool {
+    let Some(t) = n.transport.as_ref() else {
+        return false;
+    };
+    n.log(&format!(
+        "\n## {} ({}) at {}",
+        step.id,
+        step.description,
+        unix_now()
+    ));
+    for path in &step.uploads {
+        let Some(a) = n.plan.artifact(path) else {
+            n.fail(Failure {
+                node: n.plan.name.clone(),
+                step: step.id.clone(),
+                command: format!("write {path}"),
+                exit_code: None,
+                stderr_tail: vec![],
+                hint: "the plan lists a file it does not carry; this is a kubeha bug".into(),
+            });
+            return false;
+        };
+        let res = t.run(&upload::exec(a, opts.step_timeout)).await;
+        match &res {
+            Ok(o) if o.success() => {
+                let w = upload::parse(&o.stdout_str());
+                n.log(&format!("write {path} ({:04o} {}): {w:?}", a.mode, a.owner));
+                if let Some(Written::BackedUp(b)) = w
+                    && let Ok(mut r) = n.report.lock()
+                {
+                    r.backups.push(b);
+                }
+            }
+            _ => {
+                n.fail(failure_from(
+                    n.plan,
+                    &step.id,
+                    &format!("write {path}"),
+                    res.as_ref(),
+                ));
+                return false;
+            }
+        }
+    }
+    let Some(run) = &step.run else {
+        return record_done(n, step, opts, t).await;
+    };
+    // In a subshell, so a script that finishes early with `exit 0` still gets its record.
+    let mut script = format!("PS4='{TRACE}'\nset -x\n(\n{run}\n)\n");
+    if step.changes {
+        script.push_str("set +x\n");
+        script.push_str(&record::write_script(
+            &step.id,
+            &record::fingerprint(step, n.plan, &opts.masked),
+        ));
+        script.push('\n');
+    }
+    n.log(&format!("$ sh -eu <<'EOF'\n{run}\nEOF"));
+    let res = t.run(&Exec::new(script, opts.step_timeout)).await;
+    match &res {
+        Ok(o) => {
+            n.log(&format!(
+                "--- stdout\n{}--- stderr\n{}--- exit {:?}",
+                o.stdout_str(),
+                o.stderr_str(),
+                o.exit
+            ));
+            if let Ok(mut s) = n.stdout_of.lock() {
+                s.insert(step.id.clone(), o.stdout_str());
+            }
+            if o.success() {
+                return true;
+            }
+        }
+        Err(e) => n.log(&format!("--- transport error: {e}")),
+    }
+    n.fail(failure_from(
+        n.plan,
+        &step.id,
+        run.lines().next().unwrap_or(""),
+        res.as_ref(),
+    ));
+    false
+}
+
+/// Steps with files only: the record is written once every file is in place.
+async fn record_done(n: &NodeRun<'_>, step: &Step, opts: &Options, t: &Transport) -> bool {
+    if !step.changes {
+        return true;
+    }
+    let fp = record::fingerprint(step, n.plan, &opts.masked);
+    let res = t
+        .run(&Exec::new(
+            record::write_script(&step.id, &fp),
+            opts.step_timeout,
+        ))
+        .await;
+    match &res {
+        Ok(o) if o.success() => true,
+        _ => {
+            n.fail(failure_from(
+                n.plan,
+                &step.id,
+                "record the step",
+                res.as_ref(),
+            ));
+            false
+        }
+    }
+}
+
+fn failure_from(
+    node: &NodePlan,
+    step: &str,
+    fallback_command: &str,
+    res: Result<&Output, &crate::transport::TransportError>,
+) -> Failure {
+    let (exit, stderr, command) = match res {
+        Ok(o) => {
+            let err = o.stderr_str();
+            let mut command = fallback_command.to_string();
+            let mut lines = Vec::new();
+            for l in err.lines() {
+                match l.strip_prefix(TRACE) {
+                    Some(c) => command = c.to_string(),
+                    None if !l.starts_with(TRACE.trim_end()) => lines.push(l.to_string()),
+                    None => {}
+                }
+            }
+            if lines.is_empty() {
+                // Some tools report on stdout.
+                lines = o.stdout_str().lines().map(str::to_string).collect();
+            }
+            (o.exit, lines, command)
+        }
+        Err(e) => (None, vec![e.to_string()], fallback_command.to_string()),
+    };
+    let nonempty: Vec<&String> = stderr.iter().filter(|l| !l.trim().is_empty()).collect();
+    let tail: Vec<String> = nonempty[nonempty.len().saturating_sub(8)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let text = tail.join("\n");
+    let hint = if matches!(res, Err(crate::transport::TransportError::Timeout(_))) {
+        "the step ran longer than --step-timeout; read the node's log, then fix the node or raise the timeout".to_string()
+    } else if exit == Some(127) || text.contains("not found") {
+        format!(
+            "a command is missing on {}: install it (packages.source preinstalled means the operator installs Kubernetes' tools)",
+            node.name
+        )
+    } else if text.contains("Permission denied") || text.contains("sudo:") {
+        "kubeha needs root on the node: log in as root, or give the SSH user passwordless sudo"
+            .to_string()
+    } else {
+        format!(
+            "fix the cause on {node}, then run `kubeha up` again (finished steps are skipped), or only this node: `kubeha up --only {node} --from {step}`",
+            node = node.name
+        )
+    };
+    Failure {
+        node: node.name.clone(),
+        step: step.to_string(),
+        command,
+        exit_code: exit,
+        stderr_tail: tail,
+        hint,
+    }
+}
+
+fn unix_now() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+fn unix_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+/// Before the first phase that runs kubeadm/kubectl: is kubeadm there on every node that
+/// will run such a step now? If not, stop with a clear boundary instead of a failed step.
+async fn kubernetes_boundary(nodes: &[NodeRun<'_>], phase: Phase, opts: &Options) -> Option<Stop> {
+    let needing: Vec<&NodeRun<'_>> = nodes
+        .iter()
+        .filter(|n| !n.failed())
+        .filter(|n| {
+            n.plan.steps.iter().any(|s| {
+                s.phase == phase
+                    && matches!(
+                        n.decisions.get(&s.id),
+                        Some(Decision::Run { .. } | Decision::Check | Decision::Drifted(_))
+                    )
+            })
+        })
+        .collect();
+    let probes = needing.iter().map(|n| async move {
+        let t = n.transport.as_ref()?;
+        let out = t
+            .run(&Exec::new(
+                "command -v kubeadm >/dev/null && command -v kubectl >/dev/null && echo present || echo absent",
+                opts.step_timeout,
+            ))
+            .await
+            .ok()?;
+        (out.stdout_str().trim() == "absent").then(|| n.plan.name.clone())
+    });
+    let missing: Vec<String> = futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    for n in needing.iter().filter(|n| missing.contains(&n.plan.name)) {
+        n.log(&format!(
+            "## stop: kubeadm/kubectl not installed; phase {} needs them",
+            phase.name()
+        ));
+    }
+    Some(Stop::KubernetesBinaries {
+        nodes: missing,
+        phase: phase.name().to_string(),
+    })
+}
+
+/// Facts from every node's preflight, clocks read one round trip each, and the VIP's ARP
+/// owner as seen from the first control-plane node.
+async fn cross_node_checks(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
+    let facts: Vec<(String, Facts)> = nodes
+        .iter()
+        .filter_map(|n| {
+            let out = n.stdout_of.lock().ok()?.get("preflight/host").cloned()?;
+            Some((n.plan.name.clone(), preflight::parse_facts(&out)))
+        })
+        .collect();
+    let clocks = nodes.iter().filter(|n| !n.failed()).map(|n| async move {
+        let t = n.transport.as_ref()?;
+        let sent = unix_secs();
+        let out = t
+            .run(&Exec::new("date +%s.%N", Duration::from_secs(10)))
+            .await
+            .ok()?;
+        let received = unix_secs();
+        let clock: f64 = out.stdout_str().trim().parse().ok()?;
+        Some((n.plan.name.clone(), ClockSample::new(sent, received, clock)))
+    });
+    let clocks: Vec<(String, ClockSample)> = futures_util::future::join_all(clocks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut findings = preflight::cross_node(&facts, &clocks);
+    let vip = plan.vip.split('/').next().unwrap_or_default().to_string();
+    let first_cp = nodes
+        .iter()
+        .find(|n| !n.failed() && n.plan.roles.contains(&"control-plane"));
+    if plan.frontdoor != "external"
+        && let Some(n) = first_cp
+        && let Some(t) = n.transport.as_ref()
+    {
+        let script = format!(
+            "ping -c 1 -W 1 {vip} >/dev/null 2>&1 || true\nip neigh show {vip} 2>/dev/null || true"
+        );
+        if let Ok(o) = t.run(&Exec::new(script, Duration::from_secs(10))).await {
+            let mac = preflight::parse_neigh(&o.stdout_str());
+            findings.extend(preflight::vip_owner(&vip, mac.as_deref(), &facts));
+        }
+    }
+    for f in &findings {
+        for n in nodes {
+            if f.message.contains(&n.plan.name) {
+                n.log(&format!("preflight: {f:?}"));
+            }
+        }
+    }
+    findings
+}

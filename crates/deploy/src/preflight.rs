@@ -1,0 +1,343 @@
+//! Cross-node preflight: each node reports facts (`fact <key> <value...>` lines from the
+//! `preflight/host` step); this module finds what only shows when nodes are compared —
+//! cloned machines (product_uuid, machine-id, MACs), duplicate hostnames, clock skew, a VIP
+//! that someone else already answers for. Pure: facts in, findings out.
+
+use std::collections::BTreeMap;
+
+/// What one node said about itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub hostname: Option<String>,
+    pub product_uuid: Option<String>,
+    pub machine_id: Option<String>,
+    /// (interface, MAC), lowercase.
+    pub macs: Vec<(String, String)>,
+    pub swap: Vec<String>,
+    pub timesync: Option<String>,
+    pub runtime: Option<String>,
+    pub kubeadm: Option<String>,
+}
+
+fn known(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty() && v != "unknown").then(|| v.to_string())
+}
+
+pub fn parse_facts(stdout: &str) -> Facts {
+    let mut f = Facts::default();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("fact ") else {
+            continue;
+        };
+        let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        match key {
+            "hostname" => f.hostname = known(value),
+            "uuid" => f.product_uuid = known(&value.to_lowercase()),
+            "machine-id" => f.machine_id = known(value),
+            "mac" => {
+                if let Some((iface, mac)) = value.split_once(' ') {
+                    let mac = mac.trim().to_lowercase();
+                    // Zero MACs (some virtual links) say nothing about cloning.
+                    if mac != "00:00:00:00:00:00" {
+                        f.macs.push((iface.to_string(), mac));
+                    }
+                }
+            }
+            "swap" => f.swap.extend(known(value)),
+            "timesync" => f.timesync = known(value),
+            "runtime" => f.runtime = known(value),
+            "kubeadm" => f.kubeadm = known(value),
+            _ => {}
+        }
+    }
+    f
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub message: String,
+}
+
+impl Finding {
+    fn error(message: String) -> Self {
+        Finding {
+            severity: Severity::Error,
+            message,
+        }
+    }
+    fn warning(message: String) -> Self {
+        Finding {
+            severity: Severity::Warning,
+            message,
+        }
+    }
+}
+
+/// A node's clock against this machine's, measured around one round trip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSample {
+    /// Node clock minus the midpoint of our send and receive times, seconds.
+    pub offset: f64,
+    /// Half the round trip: the offset is right within this much.
+    pub uncertainty: f64,
+}
+
+impl ClockSample {
+    pub fn new(sent: f64, received: f64, node_clock: f64) -> Self {
+        ClockSample {
+            offset: node_clock - (sent + received) / 2.0,
+            uncertainty: (received - sent).max(0.0) / 2.0,
+        }
+    }
+}
+
+pub const MAX_CLOCK_SKEW_SECS: f64 = 2.0;
+
+/// Every finding across `nodes` (name, facts), in a stable order.
+pub fn cross_node(nodes: &[(String, Facts)], clocks: &[(String, ClockSample)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    duplicates(
+        nodes,
+        |f| f.product_uuid.iter().cloned().collect(),
+        "product_uuid",
+        "cloned machines confuse kubelet and CNI; give each machine its own UUID (re-create the VM or change its SMBIOS UUID)",
+        &mut out,
+    );
+    duplicates(
+        nodes,
+        |f| f.machine_id.iter().cloned().collect(),
+        "/etc/machine-id",
+        "run `rm /etc/machine-id && systemd-machine-id-setup` on one of them",
+        &mut out,
+    );
+    duplicates(
+        nodes,
+        |f| f.macs.iter().map(|(_, m)| m.clone()).collect(),
+        "MAC address",
+        "give each interface its own MAC (cloned VMs keep the source's)",
+        &mut out,
+    );
+    duplicates(
+        nodes,
+        |f| f.hostname.iter().map(|h| h.to_lowercase()).collect(),
+        "hostname",
+        "Kubernetes names nodes by hostname; set a unique one with `hostnamectl set-hostname`",
+        &mut out,
+    );
+    if let (Some(lo), Some(hi)) = (
+        clocks
+            .iter()
+            .min_by(|a, b| a.1.offset.total_cmp(&b.1.offset)),
+        clocks
+            .iter()
+            .max_by(|a, b| a.1.offset.total_cmp(&b.1.offset)),
+    ) {
+        let skew = hi.1.offset - lo.1.offset;
+        // Only a skew beyond what the round trips could explain counts.
+        if skew - lo.1.uncertainty - hi.1.uncertainty > MAX_CLOCK_SKEW_SECS {
+            out.push(Finding::error(format!(
+                "clocks of {} and {} differ by {skew:.1} s (at most {MAX_CLOCK_SKEW_SECS} s): etcd and certificates need synchronised time; enable NTP (chrony or systemd-timesyncd) on every node",
+                lo.0, hi.0
+            )));
+        }
+    }
+    for (name, f) in nodes {
+        if !f.swap.is_empty() {
+            out.push(Finding::warning(format!(
+                "{name}: swap is on ({}); prepare turns it off and comments it out in /etc/fstab",
+                f.swap.join(", ")
+            )));
+        }
+        if f.timesync.as_deref() == Some("no") {
+            out.push(Finding::warning(format!(
+                "{name}: the clock is not NTP-synchronised (timedatectl); enable chrony or systemd-timesyncd"
+            )));
+        }
+    }
+    out
+}
+
+fn duplicates(
+    nodes: &[(String, Facts)],
+    values: impl Fn(&Facts) -> Vec<String>,
+    what: &str,
+    hint: &str,
+    out: &mut Vec<Finding>,
+) {
+    let mut seen: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (name, f) in nodes {
+        let mut vs = values(f);
+        vs.sort();
+        vs.dedup();
+        for v in vs {
+            seen.entry(v).or_default().push(name);
+        }
+    }
+    for (value, names) in seen {
+        if names.len() > 1 {
+            out.push(Finding::error(format!(
+                "{} have the same {what} {value}: {hint}",
+                and_list(&names)
+            )));
+        }
+    }
+}
+
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The VIP answered ARP from `mac`: fine if it is one of ours (a re-run, our front door holds
+/// it), an error if it belongs to no node of the cluster.
+pub fn vip_owner(vip: &str, mac: Option<&str>, nodes: &[(String, Facts)]) -> Option<Finding> {
+    let mac = mac?.to_lowercase();
+    if nodes
+        .iter()
+        .any(|(_, f)| f.macs.iter().any(|(_, m)| *m == mac))
+    {
+        return None;
+    }
+    Some(Finding::error(format!(
+        "the VIP {vip} already answers ARP from {mac}, which is none of the cluster's nodes: pick a free address for endpoint.vip, or stop whatever holds it"
+    )))
+}
+
+/// The MAC in `ip neigh show <addr>` output, if the neighbour resolved.
+pub fn parse_neigh(stdout: &str) -> Option<String> {
+    let mut words = stdout.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "lladdr" {
+            return words.next().map(str::to_lowercase);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+fact hostname master1
+fact uuid 4C4C4544-0042-3510-8052-B4C04F4E4B32
+fact machine-id 0123456789abcdef0123456789abcdef
+fact mac eth0 52:54:00:AB:CD:01
+fact mac dummy0 00:00:00:00:00:00
+fact swap /swapfile
+fact timesync yes
+fact runtime 1.6.20~ds1
+fact kubeadm 
+noise from a login banner
+";
+
+    fn facts(name: &str, uuid: &str, mac: &str) -> (String, Facts) {
+        (
+            name.to_string(),
+            Facts {
+                hostname: Some(name.into()),
+                product_uuid: Some(uuid.into()),
+                macs: vec![("eth0".into(), mac.into())],
+                ..Facts::default()
+            },
+        )
+    }
+
+    #[test]
+    fn facts_parse_from_the_step_output() {
+        let f = parse_facts(SAMPLE);
+        assert_eq!(f.hostname.as_deref(), Some("master1"));
+        assert_eq!(
+            f.product_uuid.as_deref(),
+            Some("4c4c4544-0042-3510-8052-b4c04f4e4b32")
+        );
+        assert_eq!(f.macs, vec![("eth0".into(), "52:54:00:ab:cd:01".into())]);
+        assert_eq!(f.swap, vec!["/swapfile".to_string()]);
+        assert_eq!(f.runtime.as_deref(), Some("1.6.20~ds1"));
+        assert_eq!(f.kubeadm, None);
+    }
+
+    #[test]
+    fn duplicate_uuid_and_mac_name_both_nodes() {
+        let nodes = vec![
+            facts("m1", "u-1", "02:00:00:00:00:01"),
+            facts("m2", "u-1", "02:00:00:00:00:02"),
+            facts("w1", "u-3", "02:00:00:00:00:01"),
+        ];
+        let f = cross_node(&nodes, &[]);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(
+            f[0].message
+                .starts_with("m1 and m2 have the same product_uuid u-1")
+        );
+        assert!(
+            f[1].message
+                .starts_with("m1 and w1 have the same MAC address 02:00:00:00:00:01")
+        );
+        assert!(f.iter().all(|x| x.severity == Severity::Error));
+    }
+
+    #[test]
+    fn distinct_nodes_pass() {
+        let nodes = vec![
+            facts("m1", "u-1", "02:00:00:00:00:01"),
+            facts("m2", "u-2", "02:00:00:00:00:02"),
+        ];
+        assert!(cross_node(&nodes, &[]).is_empty());
+    }
+
+    #[test]
+    fn clock_skew_beyond_two_seconds_and_the_round_trip_is_an_error() {
+        let ok = vec![
+            ("a".to_string(), ClockSample::new(100.0, 100.2, 100.1)),
+            ("b".to_string(), ClockSample::new(100.0, 100.2, 101.9)),
+        ];
+        assert!(cross_node(&[], &ok).is_empty());
+        let bad = vec![
+            ("a".to_string(), ClockSample::new(100.0, 100.2, 100.1)),
+            ("b".to_string(), ClockSample::new(100.0, 100.2, 103.0)),
+        ];
+        let f = cross_node(&[], &bad);
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message
+                .starts_with("clocks of a and b differ by 2.9 s"),
+            "{}",
+            f[0].message
+        );
+        // A slow round trip widens the tolerance.
+        let slow = vec![
+            ("a".to_string(), ClockSample::new(100.0, 102.0, 101.0)),
+            ("b".to_string(), ClockSample::new(100.0, 100.2, 103.0)),
+        ];
+        assert!(cross_node(&[], &slow).is_empty());
+    }
+
+    #[test]
+    fn vip_held_by_a_stranger_is_an_error_by_one_of_ours_is_not() {
+        let nodes = vec![facts("m1", "u-1", "02:00:00:00:00:01")];
+        assert_eq!(vip_owner("198.18.0.10", None, &nodes), None);
+        assert_eq!(
+            vip_owner("198.18.0.10", Some("02:00:00:00:00:01"), &nodes),
+            None
+        );
+        let f = vip_owner("198.18.0.10", Some("02:AA:00:00:00:09"), &nodes).unwrap();
+        assert!(f.message.contains("02:aa:00:00:00:09"));
+        assert_eq!(
+            parse_neigh("198.18.0.10 dev eth0 lladdr 02:aa:00:00:00:09 REACHABLE\n").as_deref(),
+            Some("02:aa:00:00:00:09")
+        );
+        assert_eq!(parse_neigh("198.18.0.10 dev eth0 FAILED\n"), None);
+    }
+}

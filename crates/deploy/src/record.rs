@@ -1,0 +1,377 @@
+//! What a node has already done. After a step succeeds, the node keeps a fingerprint of the
+//! step's inputs under `RECORD_DIR`; the next run skips a step whose fingerprint is unchanged
+//! and redoes one whose script or files changed. Pure: the executor reads and writes records.
+
+use std::collections::BTreeMap;
+
+use plan::{NodePlan, Step};
+use sha2::{Digest, Sha256};
+
+/// On the node; one file per step, named after the step id.
+pub const RECORD_DIR: &str = "/var/lib/kubeha/state/steps";
+
+/// The record file name of a step: `prepare/hosts` → `prepare__hosts`.
+pub fn record_name(step_id: &str) -> String {
+    step_id.replace('/', "__")
+}
+
+/// sha256 over everything that decides what a step does: its id, script, and each uploaded
+/// file's path, mode, owner and bytes. `masked` strings (this run's bootstrap token) are
+/// replaced before hashing: a fresh token is a credential, not a change to converge on.
+pub fn fingerprint(step: &Step, node: &NodePlan, masked: &[String]) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(step.id.as_bytes());
+    field(step.run.as_deref().unwrap_or("").as_bytes());
+    for path in &step.uploads {
+        field(path.as_bytes());
+        match node.artifact(path) {
+            Some(a) => {
+                field(format!("{:o} {}", a.mode, a.owner).as_bytes());
+                field(&mask(&a.contents, masked));
+            }
+            None => field(b"<missing>"),
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+fn mask(bytes: &[u8], masked: &[String]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for m in masked.iter().filter(|m| !m.is_empty()) {
+        let m = m.as_bytes();
+        let mut i = 0;
+        while i + m.len() <= out.len() {
+            if &out[i..i + m.len()] == m {
+                out.splice(i..i + m.len(), b"<masked>".iter().copied());
+                i += b"<masked>".len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A shell script that prints `step <name> <fingerprint>` for every record on the node and
+/// `file <sha256> <path>` for each of `paths` that exists (to notice files edited since).
+pub fn read_script(paths: &[&str]) -> String {
+    let mut s = format!(
+        "if [ -d {RECORD_DIR} ]; then cd {RECORD_DIR}; for f in *; do [ -f \"$f\" ] && printf 'step %s %s\\n' \"$f\" \"$(cat \"$f\")\"; done; fi\n"
+    );
+    for p in paths {
+        let q = crate::upload::sh_quote(p);
+        s.push_str(&format!(
+            "[ -f {q} ] && printf 'file %s %s\\n' \"$(sha256sum < {q} | cut -c1-64)\" {q}\n"
+        ));
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+/// Appended to a step's script: written only when everything before it succeeded (`sh -e`).
+pub fn write_script(step_id: &str, fingerprint: &str) -> String {
+    format!(
+        "mkdir -p {RECORD_DIR} && echo {fingerprint} > {RECORD_DIR}/{name}.tmp && mv -f {RECORD_DIR}/{name}.tmp {RECORD_DIR}/{name}",
+        name = record_name(step_id)
+    )
+}
+
+/// What a node reported: step records and the digests of kubeha's files as they are now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    pub steps: BTreeMap<String, String>,
+    pub files: BTreeMap<String, String>,
+}
+
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Parses `read_script`'s output; anything else (a login banner) is ignored.
+pub fn parse(output: &str) -> Records {
+    let mut r = Records::default();
+    for l in output.lines() {
+        let mut w = l.splitn(3, ' ');
+        match (w.next(), w.next(), w.next()) {
+            (Some("step"), Some(name), Some(fp)) if is_digest(fp.trim()) => {
+                r.steps.insert(name.to_string(), fp.trim().to_string());
+            }
+            (Some("file"), Some(sha), Some(path)) if is_digest(sha) => {
+                r.files.insert(path.to_string(), sha.to_string());
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+/// Files of `step` whose bytes on the node are not what the plan puts there (edited or
+/// removed since). Files holding a masked value (the per-run token) are not compared.
+fn drifted(
+    step: &Step,
+    node: &NodePlan,
+    files: &BTreeMap<String, String>,
+    masked: &[String],
+) -> Vec<String> {
+    step.uploads
+        .iter()
+        .filter(|p| {
+            let Some(a) = node.artifact(p) else {
+                return false;
+            };
+            if masked
+                .iter()
+                .any(|m| !m.is_empty() && contains(&a.contents, m.as_bytes()))
+            {
+                return false;
+            }
+            let want = hex::encode(Sha256::digest(&a.contents));
+            files.get(p.as_str()) != Some(&want)
+        })
+        .cloned()
+        .collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What to do with one step now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Done before with the same inputs.
+    Unchanged,
+    /// Never done, or its inputs changed since (`previous` is the old fingerprint).
+    Run { previous: Option<String> },
+    /// Done with the same inputs, but these files were changed on the node since.
+    Drifted(Vec<String>),
+    /// A check: runs every time, nothing to record.
+    Check,
+    /// Before `--from`.
+    BeforeFrom,
+}
+
+/// Decides every step of a node. `from` (a step id) reruns that step and every later one
+/// regardless of records, and leaves earlier ones alone.
+pub fn decide(
+    node: &NodePlan,
+    records: &Records,
+    masked: &[String],
+    from: Option<&str>,
+) -> Vec<(String, Decision)> {
+    let start = from.and_then(|f| node.steps.iter().position(|s| s.id == f));
+    // A `--from` step that this node does not have: start at the first step of a later phase.
+    let start = match (from, start) {
+        (Some(f), None) => {
+            let phase = f.split('/').next().unwrap_or("");
+            let order = plan::Phase::ALL.iter().position(|p| p.name() == phase);
+            node.steps
+                .iter()
+                .position(|s| {
+                    Some(
+                        plan::Phase::ALL
+                            .iter()
+                            .position(|p| *p == s.phase)
+                            .unwrap_or(0),
+                    ) > order
+                })
+                .or(Some(node.steps.len()))
+        }
+        (_, s) => s,
+    };
+    node.steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let d = match start {
+                Some(s) if i < s => Decision::BeforeFrom,
+                _ if !step.changes => Decision::Check,
+                Some(_) => Decision::Run {
+                    previous: records.steps.get(&record_name(&step.id)).cloned(),
+                },
+                None => {
+                    let fp = fingerprint(step, node, masked);
+                    match records.steps.get(&record_name(&step.id)) {
+                        Some(old) if *old == fp => {
+                            let changed = drifted(step, node, &records.files, masked);
+                            if changed.is_empty() {
+                                Decision::Unchanged
+                            } else {
+                                Decision::Drifted(changed)
+                            }
+                        }
+                        old => Decision::Run {
+                            previous: old.cloned(),
+                        },
+                    }
+                }
+            };
+            (step.id.clone(), d)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::{Artifact, Phase};
+
+    fn node() -> NodePlan {
+        let step = |id: &str, phase, uploads: Vec<&str>, changes| Step {
+            id: id.into(),
+            phase,
+            description: String::new(),
+            uploads: uploads.into_iter().map(String::from).collect(),
+            run: Some(format!("echo {id}")),
+            changes,
+        };
+        NodePlan {
+            name: "n1".into(),
+            address: "198.18.0.11".into(),
+            roles: vec!["control-plane"],
+            steps: vec![
+                step("preflight/host", Phase::Preflight, vec![], false),
+                step("prepare/hosts", Phase::Prepare, vec!["/etc/a"], true),
+                step("etcd/member", Phase::Etcd, vec!["/etc/b"], true),
+                step(
+                    "init/kubeadm-init",
+                    Phase::Init,
+                    vec!["/etc/kubeha/init"],
+                    true,
+                ),
+            ],
+            artifacts: vec![
+                Artifact::text("/etc/a", 0o644, "a", "alpha".into()),
+                Artifact::text("/etc/b", 0o644, "b", "beta".into()),
+                Artifact::text("/etc/kubeha/init", 0o600, "i", "token: abc.def\n".into()),
+            ],
+        }
+    }
+
+    fn all_done(n: &NodePlan, masked: &[String]) -> Records {
+        Records {
+            steps: n
+                .steps
+                .iter()
+                .filter(|s| s.changes)
+                .map(|s| (record_name(&s.id), fingerprint(s, n, masked)))
+                .collect(),
+            files: n
+                .artifacts
+                .iter()
+                .map(|a| (a.path.clone(), hex::encode(Sha256::digest(&a.contents))))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_fresh_node_runs_every_step_and_checks_always_run() {
+        let n = node();
+        let d = decide(&n, &Records::default(), &[], None);
+        assert_eq!(d[0].1, Decision::Check);
+        assert!(
+            d[1..]
+                .iter()
+                .all(|(_, d)| *d == Decision::Run { previous: None })
+        );
+    }
+
+    #[test]
+    fn recorded_steps_are_skipped_until_a_file_changes() {
+        let mut n = node();
+        let rec = all_done(&n, &[]);
+        let d = decide(&n, &rec, &[], None);
+        assert!(
+            d[1..].iter().all(|(_, d)| *d == Decision::Unchanged),
+            "{d:?}"
+        );
+        n.artifacts[1].contents = b"beta2".to_vec();
+        let d = decide(&n, &rec, &[], None);
+        assert_eq!(d[1].1, Decision::Unchanged);
+        assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
+        assert_eq!(d[3].1, Decision::Unchanged);
+        n.artifacts[0].mode = 0o600;
+        assert!(matches!(
+            decide(&n, &rec, &[], None)[1].1,
+            Decision::Run { .. }
+        ));
+    }
+
+    #[test]
+    fn a_file_edited_on_the_node_reruns_its_step() {
+        let n = node();
+        let mut rec = all_done(&n, &[]);
+        rec.files.insert("/etc/b".into(), "0".repeat(64));
+        let d = decide(&n, &rec, &[], None);
+        assert_eq!(d[2].1, Decision::Drifted(vec!["/etc/b".into()]));
+        rec.files.remove("/etc/a");
+        assert_eq!(
+            decide(&n, &rec, &[], None)[1].1,
+            Decision::Drifted(vec!["/etc/a".into()])
+        );
+        // Token-bearing files are not compared: the token is new every run.
+        rec.files.remove("/etc/kubeha/init");
+        let masked = vec!["abc.def".to_string()];
+        let rec2 = Records {
+            steps: all_done(&n, &masked).steps,
+            files: rec.files.clone(),
+        };
+        assert_eq!(decide(&n, &rec2, &masked, None)[3].1, Decision::Unchanged);
+    }
+
+    #[test]
+    fn a_changed_script_reruns_the_step() {
+        let mut n = node();
+        let rec = all_done(&n, &[]);
+        n.steps[1].run = Some("echo other".into());
+        assert!(matches!(
+            decide(&n, &rec, &[], None)[1].1,
+            Decision::Run { .. }
+        ));
+    }
+
+    #[test]
+    fn a_fresh_token_is_not_a_change() {
+        let mut n = node();
+        let rec = all_done(&n, &["abc.def".into()]);
+        n.artifacts[2].contents = b"token: xyz.uvw\n".to_vec();
+        let d = decide(&n, &rec, &["xyz.uvw".into()], None);
+        assert_eq!(d[3].1, Decision::Unchanged);
+        // Without the mask the new token is a different file.
+        assert!(matches!(
+            decide(&n, &rec, &[], None)[3].1,
+            Decision::Run { .. }
+        ));
+    }
+
+    #[test]
+    fn from_skips_earlier_steps_and_forces_later_ones() {
+        let n = node();
+        let rec = all_done(&n, &[]);
+        let d = decide(&n, &rec, &[], Some("etcd/member"));
+        assert_eq!(d[0].1, Decision::BeforeFrom);
+        assert_eq!(d[1].1, Decision::BeforeFrom);
+        assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
+        assert!(matches!(d[3].1, Decision::Run { .. }));
+        // A step this node lacks: start with the next phase it has.
+        let d = decide(&n, &rec, &[], Some("frontdoor/builtin"));
+        assert_eq!(d[2].1, Decision::BeforeFrom);
+        assert!(matches!(d[3].1, Decision::Run { .. }));
+    }
+
+    #[test]
+    fn records_parse_and_ignore_garbage() {
+        let fp = "a".repeat(64);
+        let out = format!(
+            "step prepare__hosts {fp}\nbroken line\nstep etcd__member short\nfile {fp} /etc/my file\n"
+        );
+        let r = parse(&out);
+        assert_eq!(r.steps.len(), 1);
+        assert_eq!(r.steps["prepare__hosts"], fp);
+        assert_eq!(r.files["/etc/my file"], fp);
+    }
+}

@@ -1,0 +1,177 @@
+//! `kubeha status`: one read-only script per node and a parser for what it prints. The
+//! front door's own metrics say which VRRP state each node is in and which backends it
+//! routes to; etcd answers for itself with the node's health-check certificate.
+
+use serde::Serialize;
+
+use crate::upload::sh_quote;
+
+/// What the status script needs to know about a node.
+pub struct Probe<'a> {
+    pub vip: &'a str,
+    pub address: &'a str,
+    pub metrics: &'a str,
+    pub etcd_member: bool,
+}
+
+pub const SERVICES: [&str; 6] = [
+    "containerd",
+    "kubelet",
+    "etcd",
+    "kubeha-frontdoor",
+    "keepalived",
+    "haproxy",
+];
+
+pub fn script(p: &Probe<'_>) -> String {
+    let mut s = format!(
+        "for s in {services}; do for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do if [ -f \"$d/$s.service\" ]; then echo \"service $s $(systemctl is-active \"$s\" 2>/dev/null || true)\"; break; fi; done; done\n\
+         if ip -o -4 addr show | grep -q ' {vip}/'; then echo 'vip held'; else echo 'vip not-held'; fi\n\
+         if [ -f /etc/kubeha/frontdoor.yaml ]; then curl -fsS --max-time 2 {metrics} 2>/dev/null | grep -E '^kubeha_frontdoor_(vrrp_state|vrrp_priority|backend_up)' | sed 's/^/metric /' || echo 'metric unavailable'; fi\n",
+        services = SERVICES.join(" "),
+        vip = p.vip,
+        metrics = sh_quote(&format!("http://{}/metrics", p.metrics)),
+    );
+    if p.etcd_member {
+        s.push_str(&format!(
+            "if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; else echo 'etcd etcdctl-absent'; fi\n",
+            a = p.address
+        ));
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NodeStatus {
+    pub name: String,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub services: Vec<(String, String)>,
+    pub vip_held: bool,
+    /// `master`, `backup`, ... from the front door's metrics; `None` where it does not run.
+    pub vrrp_state: Option<String>,
+    pub vrrp_priority: Option<u32>,
+    /// (backend, up).
+    pub backends: Vec<(String, bool)>,
+    /// `None` for nodes without an etcd member.
+    pub etcd: Option<EtcdMember>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct EtcdMember {
+    pub healthy: bool,
+    pub is_leader: bool,
+    /// What etcdctl said, when it was not healthy.
+    pub detail: String,
+}
+
+pub fn parse(name: &str, stdout: &str) -> NodeStatus {
+    let mut st = NodeStatus {
+        name: name.to_string(),
+        reachable: true,
+        ..NodeStatus::default()
+    };
+    let mut etcd_lines = Vec::new();
+    for line in stdout.lines() {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match kind {
+            "service" => {
+                if let Some((svc, state)) = rest.split_once(' ') {
+                    let state = if state.trim().is_empty() {
+                        "unknown"
+                    } else {
+                        state.trim()
+                    };
+                    st.services.push((svc.to_string(), state.to_string()));
+                }
+            }
+            "vip" => st.vip_held = rest == "held",
+            "metric" => {
+                if let Some(state) = rest
+                    .strip_prefix("kubeha_frontdoor_vrrp_state{state=\"")
+                    .and_then(|r| r.strip_suffix("\"} 1"))
+                {
+                    st.vrrp_state = Some(state.to_string());
+                } else if let Some(p) = rest.strip_prefix("kubeha_frontdoor_vrrp_priority ") {
+                    st.vrrp_priority = p.trim().parse::<f64>().ok().map(|v| v as u32);
+                } else if let Some(b) = rest.strip_prefix("kubeha_frontdoor_backend_up{backend=\"")
+                {
+                    if let Some((addr, v)) = b.split_once("\"} ") {
+                        st.backends.push((addr.to_string(), v.trim() == "1"));
+                    }
+                } else if rest == "unavailable" {
+                    st.vrrp_state = Some("metrics unavailable".into());
+                }
+            }
+            "etcd" => etcd_lines.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    if !etcd_lines.is_empty() {
+        // `endpoint status -w simple`: endpoint, id, version, db size, is leader, is learner, ...
+        let first = etcd_lines[0].clone();
+        let fields: Vec<&str> = first.split(", ").collect();
+        let healthy = fields.len() >= 6 && fields[0].starts_with("https://");
+        st.etcd = Some(EtcdMember {
+            healthy,
+            is_leader: healthy && fields[4] == "true",
+            detail: if healthy {
+                String::new()
+            } else {
+                etcd_lines.join(" ")
+            },
+        });
+    }
+    st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_master_with_a_healthy_leader() {
+        let out = "\
+service etcd active
+service kubeha-frontdoor active
+service kubelet inactive
+vip held
+metric kubeha_frontdoor_vrrp_state{state=\"initialize\"} 0
+metric kubeha_frontdoor_vrrp_state{state=\"master\"} 1
+metric kubeha_frontdoor_vrrp_priority 150
+metric kubeha_frontdoor_backend_up{backend=\"198.18.0.11:2379\"} 1
+metric kubeha_frontdoor_backend_up{backend=\"198.18.0.12:2379\"} 0
+etcd https://198.18.0.11:2379, 8e9e05c52164694d, 3.4.23, 20 kB, true, false, 2, 8, 8, 
+";
+        let s = parse("m1", out);
+        assert_eq!(s.vrrp_state.as_deref(), Some("master"));
+        assert_eq!(s.vrrp_priority, Some(150));
+        assert!(s.vip_held);
+        assert_eq!(s.services.len(), 3);
+        assert_eq!(s.services[2], ("kubelet".into(), "inactive".into()));
+        assert_eq!(
+            s.backends,
+            vec![
+                ("198.18.0.11:2379".into(), true),
+                ("198.18.0.12:2379".into(), false)
+            ]
+        );
+        let e = s.etcd.unwrap();
+        assert!(e.healthy && e.is_leader);
+    }
+
+    #[test]
+    fn an_unreachable_etcd_is_unhealthy_with_the_reason() {
+        let s = parse(
+            "m2",
+            "vip not-held\netcd {\"level\":\"warn\"} context deadline exceeded\n",
+        );
+        assert!(!s.vip_held);
+        let e = s.etcd.unwrap();
+        assert!(!e.healthy);
+        assert!(e.detail.contains("deadline exceeded"));
+    }
+}

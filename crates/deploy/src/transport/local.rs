@@ -1,0 +1,59 @@
+//! Runs scripts on this machine: for `kubeha up` on the node itself, and for tests.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::{Exec, Output, TransportError};
+
+/// Scripts run with `sh -eu -c`; `wrapper` (e.g. `ip netns exec NS`) is put in front.
+#[derive(Debug, Clone, Default)]
+pub struct Local {
+    pub wrapper: Vec<String>,
+}
+
+impl Local {
+    pub fn describe(&self) -> String {
+        if self.wrapper.is_empty() {
+            "local".to_string()
+        } else {
+            format!("local via {}", self.wrapper.join(" "))
+        }
+    }
+
+    pub async fn run(&self, exec: &Exec) -> Result<Output, TransportError> {
+        let mut argv: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
+        argv.extend(["sh", "-eu", "-c", exec.script.as_str()]);
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| TransportError::Other(format!("cannot start sh: {e}")))?;
+        let mut stdin = child.stdin.take();
+        let input = exec.stdin.clone();
+        let feed = async move {
+            if let Some(s) = stdin.as_mut() {
+                // A script that does not read stdin closes it early: that is not an error.
+                let _ = s.write_all(&input).await;
+            }
+            drop(stdin);
+        };
+        let wait = async {
+            let (_, out) = tokio::join!(feed, child.wait_with_output());
+            out
+        };
+        match tokio::time::timeout(exec.timeout, wait).await {
+            Err(_) => Err(TransportError::Timeout(exec.timeout)),
+            Ok(Err(e)) => Err(TransportError::Other(format!("sh: {e}"))),
+            Ok(Ok(out)) => Ok(Output {
+                exit: out.status.code(),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            }),
+        }
+    }
+}
