@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this). Installs what the tests need first:
-# real etcd, keepalived, haproxy, openssh-server, openssl, iproute2 are exercised for real.
+# real etcd, keepalived, haproxy, openssh-server (sshd per node namespace), containerd, openssl,
+# iproute2 are exercised for real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_pkgs=(etcd-server etcd-client keepalived haproxy nginx-light openssh-server openssl iproute2 iputils-ping procps curl)
+need_pkgs=(etcd-server etcd-client keepalived haproxy nginx-light openssh-server openssl iproute2 iputils-ping procps curl containerd)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +16,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts these on install; the tests run their own instances in namespaces.
-  for s in etcd keepalived haproxy ssh nginx; do systemctl disable --now "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true; done
+  for s in etcd keepalived haproxy ssh nginx containerd; do systemctl disable --now "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true; done
 fi
 
 echo "==> cargo fmt --check"

@@ -5,6 +5,9 @@ mod cmd_frontdoor;
 mod cmd_lab;
 mod cmd_pki;
 mod cmd_plan;
+mod cmd_status;
+mod cmd_up;
+mod remote;
 
 use std::process::ExitCode;
 
@@ -31,6 +34,10 @@ struct Cli {
 enum Command {
     /// Validate the inventory and show every file and step per node; changes nothing
     Plan(cmd_plan::PlanArgs),
+    /// Do the plan on every node over SSH, in parallel; re-runs skip what is done
+    Up(cmd_up::UpArgs),
+    /// Nodes, services, etcd health, VIP holder and VRRP state, certificate expiry
+    Status(cmd_status::StatusArgs),
     /// Issue, inspect and renew certificates; bootstrap tokens; the CA hash
     Pki(cmd_pki::PkiArgs),
     /// The front door daemon (VIP + apiserver load balancer) on a control-plane node
@@ -50,6 +57,8 @@ fn main() -> ExitCode {
                 EXIT_INVALID
             }
         },
+        Command::Up(args) => cmd_up::run(args),
+        Command::Status(args) => cmd_status::run(args),
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
         Command::Lab(args) => cmd_lab::run(args),
     };

@@ -1,6 +1,8 @@
 //! Shared by the root namespace tests: a front door lab (nginx backends, kubeha frontdoor per
 //! node, a client that keeps connecting through the VIP) built on the lab crate's guards.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
+
+pub mod nodes;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,366 @@
+//! `kubeha up`: the Plan that `kubeha plan` shows, executed over SSH on every node.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use deploy::{Event, Observer, Options, Outcome, Report, Stop};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::EXIT_INVALID;
+use crate::cmd_plan::{Format, default_pki_dir, load_inventory, plan_inputs};
+use crate::remote::{SshArgs, connect_all};
+
+/// Exit status when everything before the Kubernetes-binary phases is done and kubeadm is absent.
+pub const EXIT_BOUNDARY: u8 = 3;
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Inventory file
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "cluster.yaml"
+    )]
+    pub file: PathBuf,
+    /// PKI store (issued or brought up to date first; default: pki/ next to the inventory)
+    #[arg(long, value_name = "DIR")]
+    pub pki_dir: Option<PathBuf>,
+    /// Redo this step (phase/name, as `kubeha plan` lists them) and every later one
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Only these nodes (repeat or comma-separate)
+    #[arg(long, value_name = "NODE", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Connect, read what each node has done, and print the steps that would run now
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Limit for one step on one node
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub step_timeout: Duration,
+    /// Per-node logs go to DIR/<node>.log (default: logs/up-<time>/ next to the inventory)
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Final report format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+pub fn run(args: UpArgs) -> u8 {
+    let loaded = match load_inventory(&args.file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let inv = &loaded.inventory;
+    for name in &args.only {
+        if !inv.nodes.iter().any(|n| &n.name == name) {
+            eprintln!(
+                "kubeha up: --only {name}: no such node in {} (nodes: {})",
+                args.file.display(),
+                inv.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return EXIT_INVALID;
+        }
+    }
+    let pki_dir = args
+        .pki_dir
+        .clone()
+        .unwrap_or_else(|| default_pki_dir(&args.file));
+    let spec = plan::pki::spec(inv);
+    let now = pki::time::OffsetDateTime::now_utc();
+    match pki::Store::open(&pki_dir).issue(&spec, now, &pki::IssueOptions::default()) {
+        Ok(r) => {
+            let changed = r.changed().count();
+            if changed > 0 {
+                eprintln!(
+                    "kubeha up: PKI in {}: {changed} file(s) issued or updated",
+                    pki_dir.display()
+                );
+            }
+            for w in &r.warnings {
+                eprintln!("kubeha up: PKI: {w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("kubeha up: PKI store {}: {e}", pki_dir.display());
+            return 1;
+        }
+    }
+    let mut inputs = match plan_inputs(inv, &pki_dir) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("kubeha up: {e}");
+            return 1;
+        }
+    };
+    match std::env::current_exe().and_then(std::fs::read) {
+        Ok(bytes) => inputs.kubeha_binary = Some(bytes),
+        Err(e) => {
+            eprintln!("kubeha up: cannot read this kubeha binary to install it on the nodes: {e}");
+            return 1;
+        }
+    }
+    let plan = plan::build(inv, &inputs);
+    if let Some(from) = &args.from
+        && !plan
+            .nodes
+            .iter()
+            .any(|n| n.steps.iter().any(|s| &s.id == from))
+    {
+        let mut ids: Vec<&str> = plan
+            .nodes
+            .iter()
+            .flat_map(|n| n.steps.iter().map(|s| s.id.as_str()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        eprintln!(
+            "kubeha up: --from {from}: no such step (steps: {})",
+            ids.join(", ")
+        );
+        return EXIT_INVALID;
+    }
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| {
+        let stamp = pki::time::OffsetDateTime::now_utc();
+        let dir = args
+            .file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        dir.join("logs").join(format!(
+            "up-{:04}{:02}{:02}-{:02}{:02}{:02}",
+            stamp.year(),
+            u8::from(stamp.month()),
+            stamp.day(),
+            stamp.hour(),
+            stamp.minute(),
+            stamp.second()
+        ))
+    });
+    let opts = Options {
+        concurrency: args.ssh.concurrency,
+        from: args.from.clone(),
+        only: args.only.clone(),
+        dry_run: args.dry_run,
+        step_timeout: args.step_timeout,
+        masked: vec![inputs.render.bootstrap_token.clone()],
+        log_dir: log_dir.clone(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubeha up: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let progress = Progress::new(&names, args.output == Format::Text);
+    let report = rt.block_on(async {
+        let conns = connect_all(inv, &args.file, &args.only, &args.ssh).await;
+        deploy::execute(&plan, conns, &opts, &progress).await
+    });
+    progress.finish();
+    match args.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Text => print_report(&report, &args),
+    }
+    eprintln!("kubeha up: logs in {}", log_dir.display());
+    match &report.stopped {
+        Some(Stop::KubernetesBinaries { .. }) if report.failures().next().is_none() => {
+            EXIT_BOUNDARY
+        }
+        _ if report.ok() => 0,
+        _ => 1,
+    }
+}
+
+fn print_report(r: &Report, args: &UpArgs) {
+    let width = r
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    if r.dry_run {
+        for n in &r.nodes {
+            println!("{}:", n.name);
+            for s in &n.steps {
+                let what = match s.outcome {
+                    Outcome::WouldRun => "would run",
+                    Outcome::Unchanged => "unchanged, skip",
+                    Outcome::Skipped => "before --from, skip",
+                    _ => "not reachable",
+                };
+                let why = s
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                println!("  {:<32} {what}{why}", s.id);
+            }
+            if let Some(f) = &n.failure {
+                println!("  {f}");
+            }
+        }
+        return;
+    }
+    println!(
+        "{:<width$}  {:>7}  {:>9}  {:>6}  {:>7}  result",
+        "node", "changed", "unchanged", "checks", "not run"
+    );
+    for n in &r.nodes {
+        let result = match &n.failure {
+            Some(f) => format!("FAILED at {}", f.step),
+            None if n.count(&Outcome::NotRun) > 0 => "stopped".to_string(),
+            None => "done".to_string(),
+        };
+        println!(
+            "{:<width$}  {:>7}  {:>9}  {:>6}  {:>7}  {result}",
+            n.name,
+            n.count(&Outcome::Changed),
+            n.count(&Outcome::Unchanged),
+            n.count(&Outcome::Checked),
+            n.count(&Outcome::NotRun),
+        );
+    }
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+    for n in &r.nodes {
+        for b in &n.backups {
+            println!(
+                "note: {}: a file kubeha did not write was replaced; the old one is at {b}",
+                n.name
+            );
+        }
+    }
+    for f in r.failures() {
+        println!("error: {f}");
+    }
+    let file = args.file.display();
+    match &r.stopped {
+        None if r.ok() => println!(
+            "kubeha up: {} step(s) changed, {} node(s) done in {:.1} s",
+            r.changed(),
+            r.nodes.len(),
+            r.millis as f64 / 1000.0
+        ),
+        None => println!(
+            "kubeha up: failed workers above; the rest is done. Fix them and run `kubeha up -f {file}` again"
+        ),
+        Some(Stop::Preflight { findings }) => {
+            for f in findings {
+                println!("error: preflight: {f}");
+            }
+            println!("kubeha up: preflight found problems; nothing was changed");
+        }
+        Some(Stop::Failed { node, step }) => println!(
+            "kubeha up: stopped after {node} failed at {step}; later phases did not run. Fix it and run `kubeha up -f {file}` again"
+        ),
+        Some(Stop::KubernetesBinaries { nodes, phase }) => println!(
+            "kubeha up: everything before phase {phase} is done; kubeadm/kubectl are not installed on {} — \
+             install kubelet, kubeadm and kubectl (packages.source: repository does it) and run `kubeha up -f {file}` again",
+            nodes.join(", ")
+        ),
+    }
+}
+
+/// One live line per node on a terminal; a line per finished step otherwise.
+struct Progress {
+    bars: Option<(MultiProgress, Vec<(String, ProgressBar)>)>,
+    plain: bool,
+    out: Mutex<()>,
+}
+
+impl Progress {
+    fn new(names: &[String], enabled: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bars = (enabled && tty).then(|| {
+            let mp = MultiProgress::new();
+            let width = names.iter().map(|n| n.len()).max().unwrap_or(4);
+            let style = ProgressStyle::with_template(&format!(
+                "{{prefix:>{width}}} {{spinner}} {{elapsed:>4}} {{wide_msg}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let bars = names
+                .iter()
+                .map(|n| {
+                    let b = mp.add(ProgressBar::new_spinner());
+                    b.set_style(style.clone());
+                    b.set_prefix(n.clone());
+                    b.set_message("connecting");
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    (n.clone(), b)
+                })
+                .collect();
+            (mp, bars)
+        });
+        Progress {
+            bars,
+            plain: enabled && !tty,
+            out: Mutex::new(()),
+        }
+    }
+
+    fn bar(&self, node: &str) -> Option<&ProgressBar> {
+        self.bars
+            .as_ref()?
+            .1
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, b)| b)
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for (_, b) in bars {
+                if !b.is_finished() {
+                    b.finish();
+                }
+            }
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, e: Event<'_>) {
+        match e {
+            Event::StepStarted { node, step } => {
+                if let Some(b) = self.bar(node) {
+                    b.set_message(step.to_string());
+                }
+            }
+            Event::StepFinished {
+                node,
+                step,
+                outcome,
+            } => {
+                if self.plain && *outcome != Outcome::Unchanged {
+                    let _g = self.out.lock();
+                    eprintln!("{node}: {step} {outcome:?}");
+                }
+            }
+            Event::NodeDone { node, failed } => {
+                if let Some(b) = self.bar(node) {
+                    b.finish_with_message(if failed { "FAILED" } else { "done" });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Reaching the inventory's nodes: SSH settings from the inventory and the command line,
+//! connections made in parallel. Shared by `up` and `status`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use deploy::transport::Transport;
+use deploy::transport::local::Local;
+use deploy::transport::ssh::{SshOptions, SshSession, SshTarget};
+use inventory::{Inventory, Node};
+
+#[derive(Args, Debug, Clone)]
+pub struct SshArgs {
+    /// OpenSSH known_hosts file that node host keys are checked against
+    #[arg(long, value_name = "FILE", env = "KUBEHA_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust and record host keys not yet in known_hosts (first use); a changed key is still refused
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Reach this node with the local shell instead of SSH (kubeha running on the node itself)
+    #[arg(long, value_name = "NODE")]
+    pub local: Vec<String>,
+    /// TCP connect plus SSH handshake limit per node
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Nodes connected at once
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+fn expand(p: &str, base: &Path) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        home().join(rest)
+    } else if Path::new(p).is_absolute() {
+        PathBuf::from(p)
+    } else {
+        base.join(p)
+    }
+}
+
+/// `user@host:port` (user and port optional) for a jump host.
+pub fn parse_jump(s: &str, default_user: &str) -> Result<SshTarget, String> {
+    let (user, rest) = match s.split_once('@') {
+        Some((u, r)) => (u.to_string(), r),
+        None => (default_user.to_string(), s),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse::<u16>()
+                .map_err(|_| format!("jump host {s}: {p} is not a port"))?,
+        ),
+        None => (rest.to_string(), 22),
+    };
+    if host.is_empty() || user.is_empty() {
+        return Err(format!("jump host {s}: expected user@host:port"));
+    }
+    Ok(SshTarget {
+        host,
+        port,
+        user,
+        key: None,
+        jump: None,
+    })
+}
+
+pub fn target(node: &Node, inventory_dir: &Path) -> Result<SshTarget, String> {
+    let key = node.ssh.key.as_deref().map(|k| expand(k, inventory_dir));
+    let jump = match &node.ssh.jump {
+        Some(j) => {
+            let mut t = parse_jump(j, &node.ssh.user)?;
+            t.key = key.clone();
+            Some(Box::new(t))
+        }
+        None => None,
+    };
+    Ok(SshTarget {
+        host: node.address.to_string(),
+        port: node.ssh.port,
+        user: node.ssh.user.clone(),
+        key,
+        jump,
+    })
+}
+
+/// Connects to `names` (every node when empty), at most `args.concurrency` handshakes at once.
+pub async fn connect_all(
+    inv: &Inventory,
+    inventory_path: &Path,
+    names: &[String],
+    args: &SshArgs,
+) -> BTreeMap<String, Result<Transport, String>> {
+    let dir = inventory_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut opts = SshOptions::new(
+        args.known_hosts
+            .clone()
+            .unwrap_or_else(|| home().join(".ssh/known_hosts")),
+    );
+    opts.accept_new_host_keys = args.accept_new_host_keys;
+    opts.connect_timeout = args.connect_timeout;
+    let sem = tokio::sync::Semaphore::new(args.concurrency.max(1));
+    let conns = inv
+        .nodes
+        .iter()
+        .filter(|n| names.is_empty() || names.contains(&n.name))
+        .map(|n| {
+            let (sem, opts, dir) = (&sem, &opts, &dir);
+            async move {
+                let _permit = sem.acquire().await;
+                if args.local.contains(&n.name) {
+                    return (n.name.clone(), Ok(Transport::Local(Local::default())));
+                }
+                let res = match target(n, dir) {
+                    Ok(t) => SshSession::connect(&t, opts)
+                        .await
+                        .map(Transport::Ssh)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                (n.name.clone(), res)
+            }
+        });
+    futures_util::future::join_all(conns)
+        .await
+        .into_iter()
+        .collect()
+}

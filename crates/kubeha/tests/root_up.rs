@@ -1,0 +1,435 @@
+//! `kubeha up` against real sshd in network namespaces: real etcd forms a TLS cluster, the
+//! front door holds the VIP and proxies to it, re-runs change nothing, failures stay on
+//! their node, preflight catches cloned machines, a changed host key is refused.
+//! kubeadm/kubectl are recording stand-ins (tests/standins); nothing else is faked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::nodes::{Bed, specs};
+use serde_json::Value;
+
+fn report(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not a JSON report ({e}): stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn outcomes(r: &Value, node: &str) -> Vec<(String, String)> {
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .unwrap()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn count(r: &Value, outcome: &str) -> usize {
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            n["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["outcome"] == outcome)
+                .count()
+        })
+        .sum()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// HTTPS GET /health through the VIP with the etcd client certificate, verified against the
+/// etcd CA: proves the VIP answers and forwards to a healthy member.
+fn etcd_health_via_vip(bed: &Bed) -> Result<(), String> {
+    let pki = bed.dir.path().join("pki/cluster/pki");
+    let out = bed
+        .topo
+        .client
+        .ns
+        .command("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "3",
+            "--resolve",
+            "localhost:16443:198.18.0.10",
+            "--cacert",
+        ])
+        .arg(pki.join("etcd/ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("etcd/healthcheck-client.crt"))
+        .arg("--key")
+        .arg(pki.join("etcd/healthcheck-client.key"))
+        .arg("https://localhost:16443/health")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && body.contains("\"health\":\"true\"") {
+        Ok(())
+    } else {
+        Err(format!("{body} {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// What the stand-in systemd kept of a unit's output on node `i`.
+fn unit_log(bed: &Bed, i: usize, unit: &str) -> String {
+    let log = bed
+        .node_file(i, &format!("/run/kubeha-standin/{unit}.log"))
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+#[test]
+fn root_up_forms_etcd_behind_the_vip_stops_at_kubeadm_and_reruns_clean() {
+    let bed = Bed::start("khup1", specs(3, 2, false));
+    let t0 = Instant::now();
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let first = t0.elapsed();
+    let r = report(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stops at the Kubernetes-binary boundary: {r:#} {}",
+        stderr(&out)
+    );
+    assert_eq!(r["stopped"]["kind"], "kubernetes-binaries", "{r:#}");
+    assert_eq!(r["stopped"]["phase"], "init");
+    assert!(
+        r["stopped"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "master1")
+    );
+    // Everything before the boundary ran on every node.
+    for n in ["master1", "master2", "master3", "worker1", "worker2"] {
+        let steps = outcomes(&r, n);
+        for (id, outcome) in &steps {
+            let before = ["preflight/", "prepare/", "pki/", "etcd/", "frontdoor/"]
+                .iter()
+                .any(|p| id.starts_with(p));
+            if before {
+                assert!(
+                    outcome == "changed" || outcome == "checked",
+                    "{n} {id}: {outcome}"
+                );
+            } else {
+                assert_eq!(outcome, "not-run", "{n} {id}");
+            }
+        }
+    }
+    // The human message says what to do.
+    let text = bed.kubeha(&["up"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("kubeadm/kubectl are not installed on master1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("install kubelet, kubeadm and kubectl"),
+        "{stdout}"
+    );
+
+    // A real etcd cluster formed, with TLS, on the control-plane nodes.
+    let members = bed.on_node(
+        0,
+        "ETCDCTL_API=3 etcdctl --endpoints=https://198.18.0.11:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+         --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key \
+         member list",
+    );
+    assert_eq!(
+        members.lines().filter(|l| l.contains("started")).count(),
+        3,
+        "{members}"
+    );
+    // The VIP is held by exactly one node and forwards to etcd.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = etcd_health_via_vip(&bed) {
+        assert!(
+            Instant::now() < deadline,
+            "no healthy etcd answer through the VIP: {e}\n{}",
+            (0..3)
+                .map(|i| unit_log(&bed, i, "kubeha-frontdoor"))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let holders: Vec<usize> = (0..3)
+        .filter(|&i| {
+            bed.on_node(i, "ip -o -4 addr show dev eth0")
+                .contains("198.18.0.10/")
+        })
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    // Files landed with their modes, the hosts block was merged, swap and sysctl applied.
+    let key_mode = bed.on_node(1, "stat -c %a /etc/kubernetes/pki/etcd/server.key");
+    assert_eq!(key_mode.trim(), "600");
+    let hosts = bed.node_file(3, "/etc/hosts").unwrap();
+    assert!(
+        hosts.contains("198.18.0.12") && hosts.contains("master2"),
+        "{hosts}"
+    );
+    assert_eq!(bed.on_node(3, "sysctl -n net.ipv4.ip_forward").trim(), "1");
+    // containerd runs with the rendered config on every node.
+    for i in 0..5 {
+        assert!(
+            bed.on_node(i, "systemctl is-active containerd")
+                .contains("active"),
+            "containerd on node {i}"
+        );
+    }
+    // The worker has no front door or etcd.
+    assert!(bed.node_file(3, "/usr/local/bin/kubeha").is_none());
+
+    // Re-run: converges with zero changed steps.
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let again = report(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(count(&again, "changed"), 0, "{again:#}");
+    assert!(count(&again, "unchanged") >= 20, "{again:#}");
+    // --dry-run agrees: nothing would change.
+    let out = bed.kubeha(&["up", "--dry-run", "--output", "json"]);
+    let dry = report(&out);
+    for n in dry["nodes"].as_array().unwrap() {
+        for s in n["steps"].as_array().unwrap() {
+            let id = s["id"].as_str().unwrap();
+            let kube = ["init/", "cni/", "join-", "verify/"]
+                .iter()
+                .any(|p| id.starts_with(p));
+            if s["outcome"] == "would-run" && !kube {
+                assert_eq!(s["reason"], "check", "{s}");
+            }
+        }
+    }
+    // An edited file is put back, the edit kept aside and reported, only that step reruns.
+    bed.on_node(
+        0,
+        "echo 'net.ipv4.ip_forward = 0' > /etc/sysctl.d/99-kubeha.conf",
+    );
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(count(&r, "changed"), 1, "{r:#}");
+    assert_eq!(
+        outcomes(&r, "master1")
+            .iter()
+            .find(|(id, _)| id == "prepare/sysctl")
+            .unwrap()
+            .1,
+        "changed"
+    );
+    let backups = r["nodes"][0]["backups"].as_array().unwrap();
+    assert_eq!(backups[0], "/etc/sysctl.d/99-kubeha.conf.kubeha-bak");
+    assert!(
+        bed.node_file(0, "/etc/sysctl.d/99-kubeha.conf.kubeha-bak")
+            .unwrap()
+            .contains("= 0")
+    );
+
+    // kubeha status sees it all.
+    let out = bed.kubeha(&["status", "--output", "json"]);
+    let st = report(&out);
+    assert_eq!(st["vip_holders"].as_array().unwrap().len(), 1, "{st:#}");
+    assert_eq!(st["etcd_healthy"], 3, "{st:#}");
+    let states: Vec<&str> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["vrrp_state"].as_str())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "master").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "backup").count(),
+        2,
+        "{states:?}"
+    );
+
+    // A host whose key changed is refused, naming the known_hosts line.
+    let kh = std::fs::read_to_string(&bed.known_hosts).unwrap();
+    let other = std::fs::read_to_string(bed.dir.path().join("master3/host_ed25519.pub")).unwrap();
+    let other_key = other.split_whitespace().nth(1).unwrap();
+    let line1 = kh.lines().next().unwrap().to_string();
+    let forged = kh.replacen(line1.split_whitespace().nth(2).unwrap(), other_key, 1);
+    std::fs::write(&bed.known_hosts, forged).unwrap();
+    let out = bed.kubeha(&["up", "--accept-new-host-keys"]);
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("host key of 198.18.0.11") && all.contains("does not match"),
+        "{all}"
+    );
+    eprintln!(
+        "up for 3+2 namespace nodes: first run {:.1} s",
+        first.as_secs_f64()
+    );
+}
+
+#[test]
+fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
+    let bed = Bed::start("khup2", specs(3, 2, true));
+    bed.on_node(4, "touch /etc/kubeha-test-fail-join");
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#} {}", stderr(&out));
+    assert!(
+        r.get("stopped").is_none(),
+        "a worker failure does not stop the run: {r:#}"
+    );
+    let fail = &r["nodes"][4]["failure"];
+    assert_eq!(fail["node"], "worker2");
+    assert_eq!(fail["step"], "join-worker/kubeadm-join");
+    assert_eq!(fail["exit_code"], 1);
+    assert_eq!(
+        fail["command"],
+        "kubeadm join --config /etc/kubeha/kubeadm-join.yaml"
+    );
+    assert!(
+        fail["stderr_tail"][0]
+            .as_str()
+            .unwrap()
+            .contains("couldn't validate the identity"),
+        "{fail}"
+    );
+    assert!(
+        fail["hint"].as_str().unwrap().contains("--only worker2"),
+        "{fail}"
+    );
+    for n in ["master1", "master2", "master3", "worker1"] {
+        let node = r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .unwrap();
+        assert!(node.get("failure").is_none(), "{n}: {}", node["failure"]);
+        assert!(
+            outcomes(&r, n).iter().all(|(_, o)| o != "not-run"),
+            "{n}: {:?}",
+            outcomes(&r, n)
+        );
+    }
+
+    // Order across nodes, from the stand-in's log: init first, then control-plane joins, then
+    // worker joins; init skipped kubeadm's certs phase.
+    let calls = std::fs::read_to_string(&bed.calls).unwrap();
+    let at = |pat: &str| -> Vec<u128> {
+        calls
+            .lines()
+            .filter(|l| l.contains(pat))
+            .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+            .collect()
+    };
+    let init = at("kubeadm init --config /etc/kubeha/kubeadm-init.yaml --skip-phases=certs");
+    assert_eq!(init.len(), 1, "{calls}");
+    let cp_joins: Vec<u128> = calls
+        .lines()
+        .filter(|l| {
+            (l.contains(" master2 ") || l.contains(" master3 ")) && l.contains("kubeadm join")
+        })
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    let worker_joins: Vec<u128> = calls
+        .lines()
+        .filter(|l| l.contains(" worker") && l.contains("kubeadm join"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(cp_joins.len(), 2, "{calls}");
+    assert_eq!(worker_joins.len(), 2, "{calls}");
+    assert!(cp_joins.iter().all(|t| *t > init[0]), "{calls}");
+    assert!(
+        worker_joins.iter().all(|w| cp_joins.iter().all(|c| w > c)),
+        "{calls}"
+    );
+    assert_eq!(
+        at("kubeadm token create").len(),
+        0,
+        "init's own token needs no create: {calls}"
+    );
+
+    // Fix the worker and re-run: only its join runs; the token step makes this run's token.
+    bed.on_node(4, "rm /etc/kubeha-test-fail-join");
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
+    assert_eq!(count(&r, "changed"), 1, "{r:#}");
+    assert_eq!(
+        outcomes(&r, "worker2")
+            .iter()
+            .find(|(id, _)| id == "join-worker/kubeadm-join")
+            .unwrap()
+            .1,
+        "changed"
+    );
+    let calls = std::fs::read_to_string(&bed.calls).unwrap();
+    assert_eq!(calls.matches("kubeadm token create").count(), 1, "{calls}");
+    // The join config the worker got carries this run's token, which exists in the cluster.
+    let join = bed.node_file(4, "/etc/kubeha/kubeadm-join.yaml").unwrap();
+    let tokens = bed.node_file(0, "/run/kubeha-standin/tokens").unwrap();
+    // The last token made is this run's (the first one came with init).
+    let tok = tokens
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(join.contains(tok), "{join}");
+}
+
+#[test]
+fn root_up_preflight_names_nodes_with_the_same_product_uuid_or_mac() {
+    let mut s = specs(2, 2, false);
+    s[3].product_uuid = s[0].product_uuid.clone();
+    s[1].extra_mac = Some("02:00:5e:10:00:99".into());
+    s[2].extra_mac = Some("02:00:5e:10:00:99".into());
+    let bed = Bed::start("khup3", s);
+    let out = bed.kubeha(&["up"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text} {}", stderr(&out));
+    assert!(
+        text.contains(
+            "master1 and worker2 have the same product_uuid 4c4c4544-0000-1000-8000-000000000001"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("master2 and worker1 have the same MAC address 02:00:5e:10:00:99"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+    // Nothing was changed: no step records, no files.
+    for i in 0..4 {
+        assert!(bed.node_file(i, "/etc/kubeha/hosts.block").is_none());
+        assert_eq!(
+            bed.on_node(i, "ls /var/lib/kubeha/state/steps 2>/dev/null | wc -l")
+                .trim(),
+            "0"
+        );
+    }
+}
