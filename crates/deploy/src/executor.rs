@@ -172,6 +172,7 @@ struct NodeRun<'a> {
     plan: &'a NodePlan,
     transport: Option<Transport>,
     decisions: BTreeMap<String, Decision>,
+    digests: record::Digests,
     report: Mutex<NodeReport>,
     log: Mutex<Option<std::fs::File>>,
     stdout_of: Mutex<BTreeMap<String, String>>,
@@ -246,6 +247,7 @@ pub async fn execute(
             plan: n,
             transport,
             decisions: BTreeMap::new(),
+            digests: record::digests(n, &opts.masked),
             report: Mutex::new(NodeReport {
                 name: n.name.clone(),
                 steps: n
@@ -316,7 +318,7 @@ pub async fn execute(
                 Ok(o) if o.success() => {
                     let records = record::parse(&o.stdout_str());
                     n.decisions =
-                        record::decide(n.plan, &records, &opts.masked, opts.from.as_deref())
+                        record::decide(n.plan, &records, &n.digests, opts.from.as_deref())
                             .into_iter()
                             .collect();
                 }
@@ -545,6 +547,7 @@ async fn run_step(n: &NodeRun<'_>, step: &Step, opts: &Options) -> bool {
         step.description,
         unix_now()
     ));
+    let mut files = Vec::new();
     for path in &step.uploads {
         let Some(a) = n.plan.artifact(path) else {
             n.fail(Failure {
@@ -557,53 +560,47 @@ async fn run_step(n: &NodeRun<'_>, step: &Step, opts: &Options) -> bool {
             });
             return false;
         };
-        let res = t.run(&upload::exec(a, opts.step_timeout)).await;
-        match &res {
-            Ok(o) if o.success() => {
-                let w = upload::parse(&o.stdout_str());
-                n.log(&format!("write {path} ({:04o} {}): {w:?}", a.mode, a.owner));
-                if let Some(Written::BackedUp(b)) = w
+        files.push(a);
+    }
+    // One command per step: its files over stdin, then its script, then its record.
+    let (mut script, stdin) = upload::puts(&files);
+    if let Some(run) = &step.run {
+        // In a subshell, so a script that finishes early with `exit 0` still gets its record.
+        script.push_str(&format!("PS4='{TRACE}'\nset -x\n(\n{run}\n)\nset +x\n"));
+        n.log(&format!("$ sh -eu <<'EOF'\n{run}\nEOF"));
+    }
+    if step.changes {
+        script.push_str(&record::write_script(
+            &step.id,
+            &record::fingerprint(step, n.plan, &n.digests),
+        ));
+        script.push('\n');
+    }
+    let res = t
+        .run(&Exec {
+            script,
+            stdin,
+            timeout: opts.step_timeout,
+        })
+        .await;
+    match &res {
+        Ok(o) => {
+            let stdout = o.stdout_str();
+            for (path, w) in upload::parse(&stdout) {
+                n.log(&format!("write {path}: {w:?}"));
+                if let Written::BackedUp(b) = w
                     && let Ok(mut r) = n.report.lock()
                 {
                     r.backups.push(b);
                 }
             }
-            _ => {
-                n.fail(failure_from(
-                    n.plan,
-                    &step.id,
-                    &format!("write {path}"),
-                    res.as_ref(),
-                ));
-                return false;
-            }
-        }
-    }
-    let Some(run) = &step.run else {
-        return record_done(n, step, opts, t).await;
-    };
-    // In a subshell, so a script that finishes early with `exit 0` still gets its record.
-    let mut script = format!("PS4='{TRACE}'\nset -x\n(\n{run}\n)\n");
-    if step.changes {
-        script.push_str("set +x\n");
-        script.push_str(&record::write_script(
-            &step.id,
-            &record::fingerprint(step, n.plan, &opts.masked),
-        ));
-        script.push('\n');
-    }
-    n.log(&format!("$ sh -eu <<'EOF'\n{run}\nEOF"));
-    let res = t.run(&Exec::new(script, opts.step_timeout)).await;
-    match &res {
-        Ok(o) => {
             n.log(&format!(
-                "--- stdout\n{}--- stderr\n{}--- exit {:?}",
-                o.stdout_str(),
+                "--- stdout\n{stdout}--- stderr\n{}--- exit {:?}",
                 o.stderr_str(),
                 o.exit
             ));
             if let Ok(mut s) = n.stdout_of.lock() {
-                s.insert(step.id.clone(), o.stdout_str());
+                s.insert(step.id.clone(), stdout);
             }
             if o.success() {
                 return true;
@@ -611,39 +608,10 @@ async fn run_step(n: &NodeRun<'_>, step: &Step, opts: &Options) -> bool {
         }
         Err(e) => n.log(&format!("--- transport error: {e}")),
     }
-    n.fail(failure_from(
-        n.plan,
-        &step.id,
-        run.lines().next().unwrap_or(""),
-        res.as_ref(),
-    ));
+    // Without a trace line the failure was in writing the files.
+    let fallback = format!("write {}", step.uploads.join(" "));
+    n.fail(failure_from(n.plan, &step.id, &fallback, res.as_ref()));
     false
-}
-
-/// Steps with files only: the record is written once every file is in place.
-async fn record_done(n: &NodeRun<'_>, step: &Step, opts: &Options, t: &Transport) -> bool {
-    if !step.changes {
-        return true;
-    }
-    let fp = record::fingerprint(step, n.plan, &opts.masked);
-    let res = t
-        .run(&Exec::new(
-            record::write_script(&step.id, &fp),
-            opts.step_timeout,
-        ))
-        .await;
-    match &res {
-        Ok(o) if o.success() => true,
-        _ => {
-            n.fail(failure_from(
-                n.plan,
-                &step.id,
-                "record the step",
-                res.as_ref(),
-            ));
-            false
-        }
-    }
 }
 
 fn failure_from(

@@ -18,7 +18,7 @@ pub fn record_name(step_id: &str) -> String {
 /// sha256 over everything that decides what a step does: its id, script, and each uploaded
 /// file's path, mode, owner and bytes. `masked` strings (this run's bootstrap token) are
 /// replaced before hashing: a fresh token is a credential, not a change to converge on.
-pub fn fingerprint(step: &Step, node: &NodePlan, masked: &[String]) -> String {
+pub fn fingerprint(step: &Step, node: &NodePlan, digests: &Digests) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_be_bytes());
@@ -31,12 +31,46 @@ pub fn fingerprint(step: &Step, node: &NodePlan, masked: &[String]) -> String {
         match node.artifact(path) {
             Some(a) => {
                 field(format!("{:o} {}", a.mode, a.owner).as_bytes());
-                field(&mask(&a.contents, masked));
+                field(digests.get(path).map_or(&b""[..], |d| d.sha256.as_bytes()));
             }
             None => field(b"<missing>"),
         }
     }
     hex::encode(h.finalize())
+}
+
+/// The digest of a file's bytes with masked values replaced, computed once per run (kubeha's
+/// own binary is tens of MB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDigest {
+    pub sha256: String,
+    /// The file holds a masked value, so its bytes on the node differ every run.
+    pub holds_masked: bool,
+}
+
+pub type Digests = BTreeMap<String, FileDigest>;
+
+pub fn digests(node: &NodePlan, masked: &[String]) -> Digests {
+    node.artifacts
+        .iter()
+        .map(|a| {
+            let holds_masked = masked
+                .iter()
+                .any(|m| !m.is_empty() && contains(&a.contents, m.as_bytes()));
+            let sha256 = if holds_masked {
+                hex::encode(Sha256::digest(mask(&a.contents, masked)))
+            } else {
+                hex::encode(Sha256::digest(&a.contents))
+            };
+            (
+                a.path.clone(),
+                FileDigest {
+                    sha256,
+                    holds_masked,
+                },
+            )
+        })
+        .collect()
 }
 
 fn mask(bytes: &[u8], masked: &[String]) -> Vec<u8> {
@@ -111,33 +145,20 @@ pub fn parse(output: &str) -> Records {
 
 /// Files of `step` whose bytes on the node are not what the plan puts there (edited or
 /// removed since). Files holding a masked value (the per-run token) are not compared.
-fn drifted(
-    step: &Step,
-    node: &NodePlan,
-    files: &BTreeMap<String, String>,
-    masked: &[String],
-) -> Vec<String> {
+fn drifted(step: &Step, files: &BTreeMap<String, String>, digests: &Digests) -> Vec<String> {
     step.uploads
         .iter()
-        .filter(|p| {
-            let Some(a) = node.artifact(p) else {
-                return false;
-            };
-            if masked
-                .iter()
-                .any(|m| !m.is_empty() && contains(&a.contents, m.as_bytes()))
-            {
-                return false;
-            }
-            let want = hex::encode(Sha256::digest(&a.contents));
-            files.get(p.as_str()) != Some(&want)
+        .filter(|p| match digests.get(p.as_str()) {
+            Some(d) if !d.holds_masked => files.get(p.as_str()) != Some(&d.sha256),
+            _ => false,
         })
         .cloned()
         .collect()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    // memchr's search: a naive scan of kubeha's own binary takes seconds in debug builds.
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// What to do with one step now.
@@ -160,7 +181,7 @@ pub enum Decision {
 pub fn decide(
     node: &NodePlan,
     records: &Records,
-    masked: &[String],
+    digests: &Digests,
     from: Option<&str>,
 ) -> Vec<(String, Decision)> {
     let start = from.and_then(|f| node.steps.iter().position(|s| s.id == f));
@@ -194,10 +215,10 @@ pub fn decide(
                     previous: records.steps.get(&record_name(&step.id)).cloned(),
                 },
                 None => {
-                    let fp = fingerprint(step, node, masked);
+                    let fp = fingerprint(step, node, digests);
                     match records.steps.get(&record_name(&step.id)) {
                         Some(old) if *old == fp => {
-                            let changed = drifted(step, node, &records.files, masked);
+                            let changed = drifted(step, &records.files, digests);
                             if changed.is_empty() {
                                 Decision::Unchanged
                             } else {
@@ -258,7 +279,7 @@ mod tests {
                 .steps
                 .iter()
                 .filter(|s| s.changes)
-                .map(|s| (record_name(&s.id), fingerprint(s, n, masked)))
+                .map(|s| (record_name(&s.id), fingerprint(s, n, &digests(n, masked))))
                 .collect(),
             files: n
                 .artifacts
@@ -271,7 +292,7 @@ mod tests {
     #[test]
     fn a_fresh_node_runs_every_step_and_checks_always_run() {
         let n = node();
-        let d = decide(&n, &Records::default(), &[], None);
+        let d = decide(&n, &Records::default(), &digests(&n, &[]), None);
         assert_eq!(d[0].1, Decision::Check);
         assert!(
             d[1..]
@@ -284,19 +305,19 @@ mod tests {
     fn recorded_steps_are_skipped_until_a_file_changes() {
         let mut n = node();
         let rec = all_done(&n, &[]);
-        let d = decide(&n, &rec, &[], None);
+        let d = decide(&n, &rec, &digests(&n, &[]), None);
         assert!(
             d[1..].iter().all(|(_, d)| *d == Decision::Unchanged),
             "{d:?}"
         );
         n.artifacts[1].contents = b"beta2".to_vec();
-        let d = decide(&n, &rec, &[], None);
+        let d = decide(&n, &rec, &digests(&n, &[]), None);
         assert_eq!(d[1].1, Decision::Unchanged);
         assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
         assert_eq!(d[3].1, Decision::Unchanged);
         n.artifacts[0].mode = 0o600;
         assert!(matches!(
-            decide(&n, &rec, &[], None)[1].1,
+            decide(&n, &rec, &digests(&n, &[]), None)[1].1,
             Decision::Run { .. }
         ));
     }
@@ -306,11 +327,11 @@ mod tests {
         let n = node();
         let mut rec = all_done(&n, &[]);
         rec.files.insert("/etc/b".into(), "0".repeat(64));
-        let d = decide(&n, &rec, &[], None);
+        let d = decide(&n, &rec, &digests(&n, &[]), None);
         assert_eq!(d[2].1, Decision::Drifted(vec!["/etc/b".into()]));
         rec.files.remove("/etc/a");
         assert_eq!(
-            decide(&n, &rec, &[], None)[1].1,
+            decide(&n, &rec, &digests(&n, &[]), None)[1].1,
             Decision::Drifted(vec!["/etc/a".into()])
         );
         // Token-bearing files are not compared: the token is new every run.
@@ -320,7 +341,10 @@ mod tests {
             steps: all_done(&n, &masked).steps,
             files: rec.files.clone(),
         };
-        assert_eq!(decide(&n, &rec2, &masked, None)[3].1, Decision::Unchanged);
+        assert_eq!(
+            decide(&n, &rec2, &digests(&n, &masked), None)[3].1,
+            Decision::Unchanged
+        );
     }
 
     #[test]
@@ -329,7 +353,7 @@ mod tests {
         let rec = all_done(&n, &[]);
         n.steps[1].run = Some("echo other".into());
         assert!(matches!(
-            decide(&n, &rec, &[], None)[1].1,
+            decide(&n, &rec, &digests(&n, &[]), None)[1].1,
             Decision::Run { .. }
         ));
     }
@@ -339,11 +363,11 @@ mod tests {
         let mut n = node();
         let rec = all_done(&n, &["abc.def".into()]);
         n.artifacts[2].contents = b"token: xyz.uvw\n".to_vec();
-        let d = decide(&n, &rec, &["xyz.uvw".into()], None);
+        let d = decide(&n, &rec, &digests(&n, &["xyz.uvw".into()]), None);
         assert_eq!(d[3].1, Decision::Unchanged);
         // Without the mask the new token is a different file.
         assert!(matches!(
-            decide(&n, &rec, &[], None)[3].1,
+            decide(&n, &rec, &digests(&n, &[]), None)[3].1,
             Decision::Run { .. }
         ));
     }
@@ -352,13 +376,13 @@ mod tests {
     fn from_skips_earlier_steps_and_forces_later_ones() {
         let n = node();
         let rec = all_done(&n, &[]);
-        let d = decide(&n, &rec, &[], Some("etcd/member"));
+        let d = decide(&n, &rec, &digests(&n, &[]), Some("etcd/member"));
         assert_eq!(d[0].1, Decision::BeforeFrom);
         assert_eq!(d[1].1, Decision::BeforeFrom);
         assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
         assert!(matches!(d[3].1, Decision::Run { .. }));
         // A step this node lacks: start with the next phase it has.
-        let d = decide(&n, &rec, &[], Some("frontdoor/builtin"));
+        let d = decide(&n, &rec, &digests(&n, &[]), Some("frontdoor/builtin"));
         assert_eq!(d[2].1, Decision::BeforeFrom);
         assert!(matches!(d[3].1, Decision::Run { .. }));
     }

@@ -1,5 +1,6 @@
-//! Writing one file on a node through any transport: the bytes go over stdin to a small
-//! script that writes a temp file with the final owner and mode, then renames it. A file
+//! Writing files on a node through any transport: the bytes of every file of a step go over
+//! stdin to one script (sshd costs about 100 ms per command, so one per step, not per file).
+//! Each file is written to a temp file with its final owner and mode, then renamed. A file
 //! that differs from what kubeha last wrote there was written by someone else: it is copied
 //! to `<path>.kubeha-bak` first and the run says so.
 
@@ -26,46 +27,84 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-pub fn exec(a: &Artifact, timeout: Duration) -> Exec {
-    let script = format!(
-        "p={path}\n\
-         umask 022; mkdir -p \"$(dirname \"$p\")\"\n\
-         t=\"$p.kubeha-tmp\"; rm -f \"$t\"\n\
-         umask 077; cat > \"$t\"\n\
-         chown {owner} \"$t\"; chmod {mode:o} \"$t\"\n\
-         if [ -f \"$p\" ] && cmp -s \"$t\" \"$p\" && [ \"$(stat -c %a:%U:%G \"$p\")\" = \"$(stat -c %a:%U:%G \"$t\")\" ]; then rm -f \"$t\"; echo unchanged; exit 0; fi\n\
-         umask 022; mkdir -p {records}; r={records}/$(printf %s \"$p\" | sha256sum | cut -c1-32)\n\
-         if [ -f \"$p\" ] && [ \"$(sha256sum < \"$p\" | cut -c1-64)\" != \"$(cat \"$r\" 2>/dev/null)\" ]; then cp -p \"$p\" \"$p.kubeha-bak\"; echo \"backed-up $p.kubeha-bak\"; fi\n\
-         mv -f \"$t\" \"$p\"\n\
-         sha256sum < \"$p\" | cut -c1-64 > \"$r\"\n\
-         echo written",
-        path = sh_quote(&a.path),
-        owner = sh_quote(&a.owner),
-        mode = a.mode,
-        records = FILE_RECORDS,
-    );
+/// `kubeha_put PATH SIZE OWNER MODE` reads exactly SIZE bytes of stdin into PATH. GNU
+/// `head -c` never reads past its count, so several files can follow each other on stdin.
+fn put_function() -> String {
+    format!(
+        r#"kubeha_put() {{
+  p=$1; n=$2
+  umask 022; mkdir -p "$(dirname "$p")"
+  t="$p.kubeha-tmp"; rm -f "$t"
+  umask 077; head -c "$n" > "$t"
+  [ "$(wc -c < "$t")" -eq "$n" ] || {{ rm -f "$t"; echo "short read writing $p" >&2; return 1; }}
+  chown "$3" "$t"; chmod "$4" "$t"
+  if [ -f "$p" ] && cmp -s "$t" "$p" && [ "$(stat -c %a:%U:%G "$p")" = "$(stat -c %a:%U:%G "$t")" ]; then
+    rm -f "$t"; echo "kubeha-file unchanged $p"; return 0
+  fi
+  umask 022; mkdir -p {records}; r={records}/$(printf %s "$p" | sha256sum | cut -c1-32)
+  if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -c1-64)" != "$(cat "$r" 2>/dev/null)" ]; then
+    cp -p "$p" "$p.kubeha-bak"; echo "kubeha-file backed-up $p.kubeha-bak"
+  fi
+  mv -f "$t" "$p"
+  sha256sum < "$p" | cut -c1-64 > "$r"
+  echo "kubeha-file written $p"
+}}
+"#,
+        records = FILE_RECORDS
+    )
+}
+
+/// The script prefix and stdin that put `files` in place, in order.
+pub fn puts(files: &[&Artifact]) -> (String, Vec<u8>) {
+    if files.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let mut script = put_function();
+    let mut stdin = Vec::with_capacity(files.iter().map(|a| a.contents.len()).sum());
+    for a in files {
+        script.push_str(&format!(
+            "kubeha_put {} {} {} {:o}\n",
+            sh_quote(&a.path),
+            a.contents.len(),
+            sh_quote(&a.owner),
+            a.mode
+        ));
+        stdin.extend_from_slice(&a.contents);
+    }
+    script.push_str("umask 022\n");
+    (script, stdin)
+}
+
+/// Just the files, as one command.
+pub fn exec(files: &[&Artifact], timeout: Duration) -> Exec {
+    let (script, stdin) = puts(files);
     Exec {
         script,
-        stdin: a.contents.clone(),
+        stdin,
         timeout,
     }
 }
 
-pub fn parse(stdout: &str) -> Option<Written> {
-    let mut out = None;
+/// What happened to each file, from the script's output (other lines are ignored).
+pub fn parse(stdout: &str) -> Vec<(String, Written)> {
+    let mut out: Vec<(String, Written)> = Vec::new();
     for line in stdout.lines() {
-        match line.trim() {
-            "unchanged" => out = Some(Written::Unchanged),
-            "written" => {
-                if out.is_none() {
-                    out = Some(Written::Written);
+        let Some(rest) = line.strip_prefix("kubeha-file ") else {
+            continue;
+        };
+        match rest.split_once(' ') {
+            Some(("unchanged", p)) => out.push((p.to_string(), Written::Unchanged)),
+            Some(("written", p)) => {
+                // A backup line for this file came first; keep that.
+                if !out.iter().any(|(q, _)| q == p) {
+                    out.push((p.to_string(), Written::Written));
                 }
             }
-            l => {
-                if let Some(b) = l.strip_prefix("backed-up ") {
-                    out = Some(Written::BackedUp(b.to_string()));
-                }
+            Some(("backed-up", b)) => {
+                let p = b.strip_suffix(".kubeha-bak").unwrap_or(b);
+                out.push((p.to_string(), Written::BackedUp(b.to_string())));
             }
+            _ => {}
         }
     }
     out
@@ -90,11 +129,47 @@ mod tests {
     // Runs the real script through sh on this machine (as root in CI).
     async fn write(a: &Artifact) -> Written {
         let out = Local::default()
-            .run(&exec(a, Duration::from_secs(10)))
+            .run(&exec(&[a], Duration::from_secs(10)))
             .await
             .unwrap();
         assert!(out.success(), "{}", out.stderr_str());
-        parse(&out.stdout_str()).unwrap()
+        let mut w = parse(&out.stdout_str());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, a.path);
+        w.remove(0).1
+    }
+
+    #[tokio::test]
+    async fn several_files_in_one_command_each_get_exactly_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<Artifact> = (0..5)
+            .map(|i| {
+                let mut a = artifact(&dir.path().join(format!("f{i}")), "", 0o640);
+                // Binary, and sizes that do not line up with any buffer.
+                a.contents = (0..(i * 70_001 + 3)).map(|b| (b * 7 + i) as u8).collect();
+                a
+            })
+            .collect();
+        let refs: Vec<&Artifact> = files.iter().collect();
+        let out = Local::default()
+            .run(&exec(&refs, Duration::from_secs(20)))
+            .await
+            .unwrap();
+        assert!(out.success(), "{}", out.stderr_str());
+        assert_eq!(parse(&out.stdout_str()).len(), 5);
+        for a in &files {
+            assert_eq!(std::fs::read(&a.path).unwrap(), a.contents, "{}", a.path);
+        }
+        // Too few bytes on stdin is an error, not a short file.
+        let mut e = exec(&refs, Duration::from_secs(20));
+        e.stdin.truncate(e.stdin.len() - 1);
+        let out = Local::default().run(&e).await.unwrap();
+        assert!(!out.success());
+        assert!(
+            out.stderr_str().contains("short read writing"),
+            "{}",
+            out.stderr_str()
+        );
     }
 
     #[tokio::test]

@@ -433,3 +433,52 @@ fn root_up_preflight_names_nodes_with_the_same_product_uuid_or_mac() {
         );
     }
 }
+
+/// The whole procedure (kubeadm stand-ins) on 3 control-plane nodes and
+/// KUBEHA_UP_WORKERS workers (default 5); bench/up.sh runs it for 5 and 20 nodes and prints
+/// the wall times. Asserts success and a clean re-run at any size.
+#[test]
+fn root_up_many_nodes_then_a_clean_rerun() {
+    let workers: usize = std::env::var("KUBEHA_UP_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let bed = Bed::start("khup4", specs(3, workers, true));
+    let t0 = Instant::now();
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let first = t0.elapsed();
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
+    // Where the time went: the slowest steps of the first run.
+    let mut steps: Vec<(u64, String)> = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| {
+            n["steps"].as_array().unwrap().iter().map(move |s| {
+                (
+                    s["millis"].as_u64().unwrap(),
+                    format!(
+                        "{} {}",
+                        n["name"].as_str().unwrap(),
+                        s["id"].as_str().unwrap()
+                    ),
+                )
+            })
+        })
+        .collect();
+    steps.sort();
+    let t1 = Instant::now();
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let rerun = t1.elapsed();
+    let again = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(count(&again, "changed"), 0, "{again:#}");
+    eprintln!(
+        "kubeha up, {} namespace nodes: first run {:.1} s, re-run {:.1} s; slowest steps: {:?}",
+        3 + workers,
+        first.as_secs_f64(),
+        rerun.as_secs_f64(),
+        &steps[steps.len().saturating_sub(5)..]
+    );
+}
