@@ -94,11 +94,9 @@ pub fn parse(stdout: &str) -> Vec<(String, Written)> {
         };
         match rest.split_once(' ') {
             Some(("unchanged", p)) => out.push((p.to_string(), Written::Unchanged)),
-            Some(("written", p)) => {
-                // A backup line for this file came first; keep that.
-                if !out.iter().any(|(q, _)| q == p) {
-                    out.push((p.to_string(), Written::Written));
-                }
+            // A backup line for this file came first: keep that.
+            Some(("written", p)) if !out.iter().any(|(q, _)| q == p) => {
+                out.push((p.to_string(), Written::Written));
             }
             Some(("backed-up", b)) => {
                 let p = b.strip_suffix(".kubeha-bak").unwrap_or(b);
