@@ -143,12 +143,17 @@ pub enum Stop {
     Failed { node: String, step: String },
     /// Kubernetes' own binaries are missing where the next phase needs them.
     KubernetesBinaries { nodes: Vec<String>, phase: String },
+    /// A whole-cluster check after a phase failed (the VIP held by exactly one node, every
+    /// etcd member healthy).
+    Cluster { check: String, detail: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub nodes: Vec<NodeReport>,
     pub warnings: Vec<String>,
+    /// Whole-cluster checks that passed, in order.
+    pub checks: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stop>,
     pub dry_run: bool,
@@ -287,6 +292,7 @@ pub async fn execute(
     }
 
     let mut warnings = Vec::new();
+    let mut checks = Vec::new();
     let mut stopped = None;
 
     // A node we cannot reach fails the run now if the rest depends on it.
@@ -356,7 +362,7 @@ pub async fn execute(
                 n.set_outcome(&s.id, outcome, 0, reason);
             }
         }
-        return finish(nodes, warnings, stopped, true, started);
+        return finish(nodes, warnings, checks, stopped, true, started);
     }
 
     let sem = Semaphore::new(opts.concurrency.max(1));
@@ -403,6 +409,19 @@ pub async fn execute(
                 break;
             }
         }
+        if stopped.is_none()
+            && !active.is_empty()
+            && matches!(phase, Phase::Frontdoor | Phase::Verify)
+            && nodes.iter().all(|n| n.is_worker_only() || !n.failed())
+        {
+            match cluster_checks(&nodes, plan, phase).await {
+                Ok(passed) => checks.extend(passed),
+                Err(stop) => {
+                    stopped = Some(stop);
+                    break;
+                }
+            }
+        }
         if let Some(n) = nodes.iter().find(|n| n.failed() && !n.is_worker_only()) {
             let step = n
                 .report
@@ -416,12 +435,13 @@ pub async fn execute(
             });
         }
     }
-    finish(nodes, warnings, stopped, false, started)
+    finish(nodes, warnings, checks, stopped, false, started)
 }
 
 fn finish(
     nodes: Vec<NodeRun<'_>>,
     warnings: Vec<String>,
+    checks: Vec<String>,
     stopped: Option<Stop>,
     dry_run: bool,
     started: Instant,
@@ -432,6 +452,7 @@ fn finish(
             .map(|n| n.report.into_inner().unwrap_or_else(|p| p.into_inner()))
             .collect(),
         warnings,
+        checks,
         stopped,
         dry_run,
         millis: started.elapsed().as_millis() as u64,
@@ -784,4 +805,114 @@ async fn cross_node_checks(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// After the front door phase: the VIP is held by exactly one control-plane node (waiting a
+/// bounded time for the election). After verify: that again, and every etcd member healthy.
+async fn cluster_checks(
+    nodes: &[NodeRun<'_>],
+    plan: &Plan,
+    phase: Phase,
+) -> Result<Vec<String>, Stop> {
+    let mut passed = Vec::new();
+    let vip = plan.vip.split('/').next().unwrap_or_default().to_string();
+    let cps: Vec<&NodeRun<'_>> = nodes
+        .iter()
+        .filter(|n| n.plan.roles.contains(&"control-plane") && n.transport.is_some())
+        .collect();
+    if plan.frontdoor != "external" && !cps.is_empty() {
+        let started = Instant::now();
+        let limit = Duration::from_secs(15);
+        let script = format!("ip -o -4 addr show | grep -q ' {vip}/' && echo held || echo free");
+        let mut holders: Vec<String>;
+        // Bounded: 15 s, a probe every 250 ms.
+        loop {
+            let probes = cps.iter().map(|n| {
+                let script = &script;
+                async move {
+                    let t = n.transport.as_ref()?;
+                    let o = t
+                        .run(&Exec::new(script.clone(), Duration::from_secs(10)))
+                        .await
+                        .ok()?;
+                    (o.stdout_str().trim() == "held").then(|| n.plan.name.clone())
+                }
+            });
+            holders = futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            if holders.len() == 1 || started.elapsed() > limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if holders.len() != 1 {
+            let detail = if holders.is_empty() {
+                format!(
+                    "no control-plane node holds the VIP {vip} after {} s: check the front door logs (journalctl -u kubeha-frontdoor) and that VRRP (IP protocol 112) passes between the nodes",
+                    limit.as_secs()
+                )
+            } else {
+                format!(
+                    "the VIP {vip} is held by {} at once: VRRP adverts do not reach each other (firewall, or unicast peers wrong)",
+                    holders.join(" and ")
+                )
+            };
+            return Err(Stop::Cluster {
+                check: "vip".into(),
+                detail,
+            });
+        }
+        passed.push(format!(
+            "VIP {vip} held by {} only ({:.1} s after the {} phase)",
+            holders[0],
+            started.elapsed().as_secs_f64(),
+            phase.name()
+        ));
+    }
+    if phase == Phase::Verify {
+        let members: Vec<&NodeRun<'_>> = nodes
+            .iter()
+            .filter(|n| {
+                n.transport.is_some() && n.plan.steps.iter().any(|s| s.phase == Phase::Etcd)
+            })
+            .collect();
+        let probes = members.iter().map(|n| async move {
+            let t = n.transport.as_ref()?;
+            let script = crate::status::script(&crate::status::Probe {
+                vip: "",
+                address: &n.plan.address,
+                metrics: "127.0.0.1:9100",
+                etcd_member: true,
+            });
+            let o = t
+                .run(&Exec::new(script, Duration::from_secs(20)))
+                .await
+                .ok()?;
+            let st = crate::status::parse(&n.plan.name, &o.stdout_str());
+            Some((n.plan.name.clone(), st.etcd.is_some_and(|e| e.healthy)))
+        });
+        let results: Vec<Option<(String, bool)>> = futures_util::future::join_all(probes).await;
+        let unhealthy: Vec<String> = results
+            .iter()
+            .zip(&members)
+            .filter(|(r, _)| !matches!(r, Some((_, true))))
+            .map(|(_, n)| n.plan.name.clone())
+            .collect();
+        if !unhealthy.is_empty() {
+            return Err(Stop::Cluster {
+                check: "etcd".into(),
+                detail: format!(
+                    "etcd on {} is not healthy: run `kubeha status` and read the etcd unit's log there",
+                    unhealthy.join(", ")
+                ),
+            });
+        }
+        if !members.is_empty() {
+            passed.push(format!("etcd: {} member(s) healthy", members.len()));
+        }
+    }
+    Ok(passed)
 }

@@ -239,6 +239,9 @@ fn print_report(r: &Report, args: &UpArgs) {
             n.count(&Outcome::NotRun),
         );
     }
+    for c in &r.checks {
+        println!("ok: {c}");
+    }
     for w in &r.warnings {
         println!("warning: {w}");
     }
@@ -273,6 +276,9 @@ fn print_report(r: &Report, args: &UpArgs) {
         Some(Stop::Failed { node, step }) => println!(
             "kubeha up: stopped after {node} failed at {step}; later phases did not run. Fix it and run `kubeha up -f {file}` again"
         ),
+        Some(Stop::Cluster { check, detail }) => {
+            println!("kubeha up: cluster check `{check}` failed: {detail}")
+        }
         Some(Stop::KubernetesBinaries { nodes, phase }) => println!(
             "kubeha up: everything before phase {phase} is done; kubeadm/kubectl are not installed on {} — \
              install kubelet, kubeadm and kubectl (packages.source: repository does it) and run `kubeha up -f {file}` again",

@@ -116,6 +116,14 @@ fn root_up_forms_etcd_behind_the_vip_stops_at_kubeadm_and_reruns_clean() {
     );
     assert_eq!(r["stopped"]["kind"], "kubernetes-binaries", "{r:#}");
     assert_eq!(r["stopped"]["phase"], "init");
+    // The front door phase ended with the VIP on exactly one node.
+    assert!(
+        r["checks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("VIP 198.18.0.10 held by master"),
+        "{r:#}"
+    );
     assert!(
         r["stopped"]["nodes"]
             .as_array()
