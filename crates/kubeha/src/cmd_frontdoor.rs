@@ -29,6 +29,23 @@ pub enum FrontdoorCommand {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Listen for VRRP adverts on a VRID and report routers other than the given ones
+    /// (exit 1 if any): `kubeha up` runs this before the front door starts, so it never
+    /// fights a keepalived or router that already uses the VRID.
+    Listen {
+        /// Interface to listen on
+        #[arg(long, value_name = "NAME")]
+        interface: String,
+        /// Virtual router ID
+        #[arg(long)]
+        vrid: u8,
+        /// How long to listen
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Routers that may speak on this VRID (the cluster's control-plane nodes)
+        #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+        ignore: Vec<std::net::Ipv4Addr>,
+    },
     /// Validate a config file and exit
     Check {
         #[arg(
@@ -49,6 +66,12 @@ pub enum LogFormat {
 
 pub fn run(args: FrontdoorArgs) -> u8 {
     match args.command {
+        FrontdoorCommand::Listen {
+            interface,
+            vrid,
+            duration,
+            ignore,
+        } => listen(&interface, vrid, duration, &ignore),
         FrontdoorCommand::Check { config } => match frontdoor::config::load(&config) {
             Ok(c) => {
                 println!(
@@ -126,5 +149,73 @@ fn init_logs(format: LogFormat) {
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
+    }
+}
+
+/// Routers heard on `vrid` that are not in `ignore`, each once with the priority it sent.
+fn listen(
+    interface: &str,
+    vrid: u8,
+    duration: std::time::Duration,
+    ignore: &[std::net::Ipv4Addr],
+) -> u8 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubeha frontdoor listen: {e}");
+            return 1;
+        }
+    };
+    let heard = rt.block_on(async {
+        let nl = vip::address::Netlink::connect().map_err(|e| e.to_string())?;
+        let link = nl.link(interface).await.map_err(|e| e.to_string())?;
+        let own = nl
+            .v4_addresses(link.index)
+            .await
+            .map_err(|e| e.to_string())?;
+        let source = own
+            .first()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
+        let sock = vip::socket::VrrpSocket::open(interface, link.index, source, true)
+            .map_err(|e| e.to_string())?;
+        let mut heard: Vec<(std::net::Ipv4Addr, u8)> = Vec::new();
+        let deadline = tokio::time::Instant::now() + duration;
+        let mut buf = vec![0u8; 2048];
+        // Bounded by the deadline; each receive is cut off by it too.
+        while let Ok(Ok(datagram)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+            let Ok((ip, d)) = vrrp::packet::decode_ipv4(datagram) else {
+                continue;
+            };
+            let src = ip.context().src;
+            if d.advert.vrid == vrid
+                && !ignore.contains(&src)
+                && !own.iter().any(|(a, _)| *a == src)
+                && !heard.iter().any(|(a, _)| *a == src)
+            {
+                heard.push((src, d.advert.priority));
+            }
+        }
+        Ok::<_, String>(heard)
+    });
+    match heard {
+        Err(e) => {
+            eprintln!("kubeha frontdoor listen: {interface}: {e}");
+            1
+        }
+        Ok(h) if h.is_empty() => {
+            println!("VRID {vrid} on {interface}: no other router in {duration:?}");
+            0
+        }
+        Ok(h) => {
+            for (src, prio) in &h {
+                eprintln!(
+                    "VRID {vrid} on {interface} is already used by {src} (priority {prio}): give frontdoor.vrid another value, or stop that router first"
+                );
+            }
+            1
+        }
     }
 }

@@ -490,3 +490,62 @@ fn root_up_many_nodes_then_a_clean_rerun() {
         &steps[steps.len().saturating_sub(5)..]
     );
 }
+
+/// A router that already speaks VRRP on the cluster's VRID (a real keepalived, multicast,
+/// the default) is found before the front door starts; nothing fights over the VIP.
+#[test]
+fn root_up_refuses_a_vrid_another_router_uses() {
+    let bed = Bed::start("khup5", specs(1, 0, false));
+    let dir = bed.dir.path();
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        "global_defs {\n  vrrp_version 3\n}\n\
+         vrrp_instance OTHER {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority 90\n  advert_int 1\n\
+         \x20 virtual_ipaddress {\n    198.18.0.200/24 dev eth0\n  }\n}\n",
+    )
+    .unwrap();
+    let (pid, vpid) = (dir.join("k.pid"), dir.join("kv.pid"));
+    let _keepalived = bed
+        .topo
+        .client
+        .ns
+        .spawn(
+            &[
+                "keepalived",
+                "--dont-fork",
+                "--log-console",
+                "--vrrp",
+                "-f",
+                conf.to_str().unwrap(),
+                "-p",
+                pid.to_str().unwrap(),
+                "-r",
+                vpid.to_str().unwrap(),
+            ],
+            Some(&dir.join("keepalived.log")),
+        )
+        .expect("keepalived");
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let fail = &r["nodes"][0]["failure"];
+    assert_eq!(fail["step"], "frontdoor/builtin", "{r:#}");
+    let said = fail["stderr_tail"].to_string();
+    assert!(
+        said.contains("VRID 51 on eth0 is already used by 198.18.0.100"),
+        "{said}"
+    );
+    assert!(
+        fail["command"]
+            .as_str()
+            .unwrap()
+            .contains("frontdoor listen"),
+        "{fail}"
+    );
+    // The front door never started.
+    assert!(
+        bed.node_file(0, "/run/kubeha-standin/kubeha-frontdoor.pid")
+            .is_none()
+    );
+}

@@ -222,13 +222,24 @@ pub(crate) fn for_node(
             FrontdoorKind::Builtin => b.step(
                 Phase::Frontdoor,
                 "builtin",
-                "kubeha front door (VRRP VIP + apiserver load balancer) as a systemd unit",
+                "kubeha front door (VRRP VIP + apiserver load balancer) as a systemd unit, after making sure no other router already speaks on the VRID",
                 [paths::KUBEHA_BINARY, paths::FRONTDOOR_CONFIG, paths::FRONTDOOR_UNIT]
                     .iter()
                     .filter(|p| artifacts.iter().any(|a| a.path == **p))
                     .map(|p| p.to_string())
                     .collect(),
-                Some("systemctl daemon-reload\nsystemctl enable kubeha-frontdoor >/dev/null 2>&1\nsystemctl restart kubeha-frontdoor".into()),
+                Some(format!(
+                    "{bin} frontdoor listen --interface {iface} --vrid {vrid} --duration 3s --ignore {peers}\n\
+                     systemctl daemon-reload\nsystemctl enable kubeha-frontdoor >/dev/null 2>&1\nsystemctl restart kubeha-frontdoor",
+                    bin = paths::KUBEHA_BINARY,
+                    iface = node.interface,
+                    vrid = inv.frontdoor.vrid,
+                    peers = inv
+                        .control_plane()
+                        .map(|n| n.address.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )),
                 true,
             ),
             FrontdoorKind::KeepalivedHaproxy => b.step(
