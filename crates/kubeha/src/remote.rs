@@ -135,3 +135,39 @@ pub async fn connect_all(
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_hosts_parse_with_defaults() {
+        let t = parse_jump("ops@198.18.0.2:2222", "root").unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("ops", "198.18.0.2", 2222)
+        );
+        let t = parse_jump("bastion", "admin").unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("admin", "bastion", 22)
+        );
+        assert!(
+            parse_jump("ops@host:ssh", "root")
+                .unwrap_err()
+                .contains("not a port")
+        );
+        assert!(parse_jump("@host", "root").is_err());
+    }
+
+    #[test]
+    fn key_paths_expand_home_and_the_inventory_dir() {
+        let base = Path::new("/srv/cluster");
+        assert_eq!(
+            expand("keys/id", base),
+            PathBuf::from("/srv/cluster/keys/id")
+        );
+        assert_eq!(expand("/k", base), PathBuf::from("/k"));
+        assert!(expand("~/.ssh/id", base).ends_with(".ssh/id"));
+    }
+}
