@@ -10,6 +10,19 @@ use crate::EXIT_INVALID;
 
 #[derive(Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Write every node's files under DIR/<node>/<absolute path>
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+/// The inventory and its PKI store: every command that works on a cluster takes these.
+#[derive(Args, Clone)]
+pub struct InventoryArgs {
     /// Inventory file
     #[arg(
         short = 'f',
@@ -18,15 +31,17 @@ pub struct PlanArgs {
         default_value = "cluster.yaml"
     )]
     pub file: PathBuf,
-    /// Write every node's files under DIR/<node>/<absolute path>
-    #[arg(short = 'o', long = "out", value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
-    /// PKI store to take certificates from (default: pki/ next to the inventory)
+    /// PKI store (default: pki/ next to the inventory)
     #[arg(long, value_name = "DIR")]
     pub pki_dir: Option<PathBuf>,
+}
+
+impl InventoryArgs {
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir
+            .clone()
+            .unwrap_or_else(|| default_pki_dir(&self.file))
+    }
 }
 
 /// Where the PKI store of an inventory lives unless told otherwise: beside the file.
@@ -105,15 +120,12 @@ pub fn load_inventory(path: &Path) -> Result<inventory::Loaded, u8> {
 }
 
 pub fn run(args: PlanArgs) -> u8 {
-    let loaded = match load_inventory(&args.file) {
+    let loaded = match load_inventory(&args.inventory.file) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let inv = &loaded.inventory;
-    let pki_dir = args
-        .pki_dir
-        .clone()
-        .unwrap_or_else(|| default_pki_dir(&args.file));
+    let pki_dir = args.inventory.pki_dir();
     let inputs = match plan_inputs(inv, &pki_dir) {
         Ok(i) => i,
         Err(e) => {

@@ -1,29 +1,19 @@
 //! `kubeha status`: per node reachability, services, etcd, VIP holder and VRRP state, and
 //! the certificate expiry summary of the PKI store.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use deploy::status::{self, NodeStatus, Probe};
 use deploy::transport::Exec;
 
-use crate::cmd_plan::{Format, default_pki_dir, load_inventory};
+use crate::cmd_plan::{Format, InventoryArgs, load_inventory};
 use crate::remote::{SshArgs, connect_all};
 
 #[derive(Args)]
 pub struct StatusArgs {
-    /// Inventory file
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "cluster.yaml"
-    )]
-    pub file: PathBuf,
-    /// PKI store for the expiry summary (default: pki/ next to the inventory)
-    #[arg(long, value_name = "DIR")]
-    pub pki_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]
@@ -31,7 +21,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> u8 {
-    let loaded = match load_inventory(&args.file) {
+    let loaded = match load_inventory(&args.inventory.file) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -48,7 +38,7 @@ pub fn run(args: StatusArgs) -> u8 {
         }
     };
     let nodes: Vec<NodeStatus> = rt.block_on(async {
-        let conns = connect_all(inv, &args.file, &[], &args.ssh).await;
+        let conns = connect_all(inv, &args.inventory.file, &[], &args.ssh).await;
         let probes = inv.nodes.iter().map(|n| {
             let conn = conns.get(&n.name);
             let vip = &vip;
@@ -93,10 +83,7 @@ pub fn run(args: StatusArgs) -> u8 {
         });
         futures_util::future::join_all(probes).await
     });
-    let pki_dir = args
-        .pki_dir
-        .clone()
-        .unwrap_or_else(|| default_pki_dir(&args.file));
+    let pki_dir = args.inventory.pki_dir();
     let now = pki::time::OffsetDateTime::now_utc();
     let certs = pki::inspect_store(&pki_dir, now).ok().map(|r| {
         let soonest = r.rows.iter().min_by_key(|row| row.days_left);

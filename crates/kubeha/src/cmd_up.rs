@@ -10,7 +10,7 @@ use deploy::{Event, Observer, Options, Outcome, Report, Stop};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::EXIT_INVALID;
-use crate::cmd_plan::{Format, default_pki_dir, load_inventory, plan_inputs};
+use crate::cmd_plan::{Format, InventoryArgs, load_inventory, plan_inputs};
 use crate::remote::{SshArgs, connect_all};
 
 /// Exit status when everything before the Kubernetes-binary phases is done and kubeadm is absent.
@@ -18,17 +18,8 @@ pub const EXIT_BOUNDARY: u8 = 3;
 
 #[derive(Args)]
 pub struct UpArgs {
-    /// Inventory file
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "cluster.yaml"
-    )]
-    pub file: PathBuf,
-    /// PKI store (issued or brought up to date first; default: pki/ next to the inventory)
-    #[arg(long, value_name = "DIR")]
-    pub pki_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// Redo this step (phase/name, as `kubeha plan` lists them) and every later one
     #[arg(long, value_name = "STEP")]
     pub from: Option<String>,
@@ -52,7 +43,7 @@ pub struct UpArgs {
 }
 
 pub fn run(args: UpArgs) -> u8 {
-    let loaded = match load_inventory(&args.file) {
+    let loaded = match load_inventory(&args.inventory.file) {
         Ok(l) => l,
         Err(code) => return code,
     };
@@ -61,7 +52,7 @@ pub fn run(args: UpArgs) -> u8 {
         if !inv.nodes.iter().any(|n| &n.name == name) {
             eprintln!(
                 "kubeha up: --only {name}: no such node in {} (nodes: {})",
-                args.file.display(),
+                args.inventory.file.display(),
                 inv.nodes
                     .iter()
                     .map(|n| n.name.as_str())
@@ -71,10 +62,7 @@ pub fn run(args: UpArgs) -> u8 {
             return EXIT_INVALID;
         }
     }
-    let pki_dir = args
-        .pki_dir
-        .clone()
-        .unwrap_or_else(|| default_pki_dir(&args.file));
+    let pki_dir = args.inventory.pki_dir();
     let spec = plan::pki::spec(inv);
     let now = pki::time::OffsetDateTime::now_utc();
     match pki::Store::open(&pki_dir).issue(&spec, now, &pki::IssueOptions::default()) {
@@ -132,6 +120,7 @@ pub fn run(args: UpArgs) -> u8 {
     let log_dir = args.log_dir.clone().unwrap_or_else(|| {
         let stamp = pki::time::OffsetDateTime::now_utc();
         let dir = args
+            .inventory
             .file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -168,7 +157,7 @@ pub fn run(args: UpArgs) -> u8 {
     let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
     let progress = Progress::new(&names, args.output == Format::Text);
     let report = rt.block_on(async {
-        let conns = connect_all(inv, &args.file, &args.only, &args.ssh).await;
+        let conns = connect_all(inv, &args.inventory.file, &args.only, &args.ssh).await;
         deploy::execute(&plan, conns, &opts, &progress).await
     });
     progress.finish();
@@ -256,7 +245,7 @@ fn print_report(r: &Report, args: &UpArgs) {
     for f in r.failures() {
         println!("error: {f}");
     }
-    let file = args.file.display();
+    let file = args.inventory.file.display();
     match &r.stopped {
         None if r.ok() => println!(
             "kubeha up: {} step(s) changed, {} node(s) done in {:.1} s",

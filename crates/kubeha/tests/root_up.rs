@@ -506,26 +506,9 @@ fn root_up_refuses_a_vrid_another_router_uses() {
     )
     .unwrap();
     let (pid, vpid) = (dir.join("k.pid"), dir.join("kv.pid"));
-    let _keepalived = bed
-        .topo
-        .client
-        .ns
-        .spawn(
-            &[
-                "keepalived",
-                "--dont-fork",
-                "--log-console",
-                "--vrrp",
-                "-f",
-                conf.to_str().unwrap(),
-                "-p",
-                pid.to_str().unwrap(),
-                "-r",
-                vpid.to_str().unwrap(),
-            ],
-            Some(&dir.join("keepalived.log")),
-        )
-        .expect("keepalived");
+    let log = dir.join("keepalived.log");
+    let _keepalived =
+        lab::probe::keepalived(&bed.topo.client.ns, &conf, &pid, &vpid, &log).expect("keepalived");
     let out = bed.kubeha(&["up", "--output", "json"]);
     let r = report(&out);
     assert_eq!(out.status.code(), Some(1), "{r:#}");

@@ -144,23 +144,7 @@ impl Lab {
                 let haproxy = ns
                     .spawn(&["haproxy", "-db", "-f", hc.to_str().unwrap()], Some(&log))
                     .unwrap();
-                let vrrp = ns
-                    .spawn(
-                        &[
-                            "keepalived",
-                            "--dont-fork",
-                            "--log-console",
-                            "--vrrp",
-                            "-f",
-                            kc.to_str().unwrap(),
-                            "-p",
-                            pp.to_str().unwrap(),
-                            "-r",
-                            vp.to_str().unwrap(),
-                        ],
-                        Some(&log),
-                    )
-                    .unwrap();
+                let vrrp = lab::probe::keepalived(ns, &kc, &pp, &vp, &log).unwrap();
                 self.nodes[i] = NodeStack {
                     vrrp: Some(vrrp),
                     haproxy: Some(haproxy),

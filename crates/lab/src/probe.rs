@@ -33,6 +33,34 @@ pub fn nginx(ns: &Netns, addr: SocketAddr, index: usize, dir: &Path) -> Result<P
     )
 }
 
+/// keepalived in the foreground (VRRP only) inside `ns`, with its own pid files so instances
+/// never collide: `pidfile` for the parent, `vrrp_pidfile` for the VRRP child.
+pub fn keepalived(
+    ns: &Netns,
+    conf: &Path,
+    pidfile: &Path,
+    vrrp_pidfile: &Path,
+    log: &Path,
+) -> Result<Proc, LabError> {
+    let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    let (c, p, r) = (arg(conf), arg(pidfile), arg(vrrp_pidfile));
+    ns.spawn(
+        &[
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--vrrp",
+            "-f",
+            &c,
+            "-p",
+            &p,
+            "-r",
+            &r,
+        ],
+        Some(log),
+    )
+}
+
 /// A hard crash of keepalived: SIGKILL to its VRRP child (the PID in the file given with
 /// `-r`) and to the parent at once. Killing only the parent makes the child hand over
 /// gracefully with priority 0, which is not a crash. Returns whether the child was found.

@@ -29,24 +29,14 @@ fn keepalived(t: &Topology, i: usize, peer: usize, priority: u8, dir: &Path) -> 
         dir.join(format!("k{i}-{start_no}.pid")),
         vrrp_pid_file(dir, i, start_no),
     );
-    t.nodes[i]
-        .ns
-        .spawn(
-            &[
-                "keepalived",
-                "--dont-fork",
-                "--log-console",
-                "--vrrp",
-                "-f",
-                path.to_str().unwrap(),
-                "-p",
-                p.to_str().unwrap(),
-                "-r",
-                r.to_str().unwrap(),
-            ],
-            Some(&dir.join(format!("keepalived{i}.log"))),
-        )
-        .expect("keepalived is installed (scripts/test.sh)")
+    lab::probe::keepalived(
+        &t.nodes[i].ns,
+        &path,
+        &p,
+        &r,
+        &dir.join(format!("keepalived{i}.log")),
+    )
+    .expect("keepalived is installed (scripts/test.sh)")
 }
 
 fn vrrp_pid_file(dir: &Path, i: usize, start_no: usize) -> std::path::PathBuf {
