@@ -781,6 +781,10 @@ async fn cross_node_checks(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
         .flatten()
         .collect();
     let mut findings = preflight::cross_node(&facts, &clocks);
+    findings.extend(preflight::kubeadm_versions(
+        &facts,
+        &plan.kubernetes_version,
+    ));
     let vip = plan.vip.split('/').next().unwrap_or_default().to_string();
     let first_cp = nodes
         .iter()

@@ -199,6 +199,29 @@ fn and_list(names: &[&str]) -> String {
     }
 }
 
+/// kubeadm already on a node at another version than the inventory's: the packages step
+/// replaces it when it installs from a repository or bundle; with preinstalled packages the
+/// operator has to.
+pub fn kubeadm_versions(nodes: &[(String, Facts)], want: &str) -> Vec<Finding> {
+    let want = format!("v{}", want.trim_start_matches('v'));
+    let mut odd: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, f) in nodes {
+        if let Some(v) = f.kubeadm.as_deref()
+            && v != want
+        {
+            odd.entry(v).or_default().push(name);
+        }
+    }
+    odd.into_iter()
+        .map(|(v, names)| {
+            Finding::warning(format!(
+                "kubeadm {v} is installed on {}, the inventory says {want}: the packages step installs {want} unless packages.source is preinstalled",
+                and_list(&names)
+            ))
+        })
+        .collect()
+}
+
 /// The VIP answered ARP from `mac`: fine if it is one of ours (a re-run, our front door holds
 /// it), an error if it belongs to no node of the cluster.
 pub fn vip_owner(vip: &str, mac: Option<&str>, nodes: &[(String, Facts)]) -> Option<Finding> {
@@ -286,6 +309,23 @@ noise from a login banner
                 .starts_with("m1 and w1 have the same MAC address 02:00:00:00:00:01")
         );
         assert!(f.iter().all(|x| x.severity == Severity::Error));
+    }
+
+    #[test]
+    fn a_kubeadm_of_another_version_is_named_once_per_version() {
+        let mut nodes = vec![
+            facts("m1", "u-1", "02:00:00:00:00:01"),
+            facts("m2", "u-2", "02:00:00:00:00:02"),
+        ];
+        nodes[0].1.kubeadm = Some("v1.30.2".into());
+        nodes[1].1.kubeadm = Some("v1.31.4".into());
+        let f = kubeadm_versions(&nodes, "1.31.4");
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message
+                .starts_with("kubeadm v1.30.2 is installed on m1, the inventory says v1.31.4")
+        );
+        assert_eq!(f[0].severity, Severity::Warning);
     }
 
     #[test]
