@@ -43,6 +43,8 @@ pub(crate) struct RawPackages {
     pub source: Option<S<String>>,
     #[serde(default)]
     pub repository: Option<S<String>>,
+    #[serde(default)]
+    pub bundle: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,6 +30,8 @@ pub struct Packages {
     pub source: PackageSource,
     /// The apt repository base for `repository`; `{stream}` becomes `v1.31`.
     pub repository: String,
+    /// `source: bundle`: a directory of .deb files (relative to the inventory file).
+    pub bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,8 +39,10 @@ pub struct Packages {
 pub enum PackageSource {
     /// Install from the Kubernetes apt repository, held at the inventory's version.
     Repository,
-    /// The operator installs them (image, offline bundle): kubeha checks, never installs.
+    /// The operator installs them (an image): kubeha checks, never installs.
     Preinstalled,
+    /// Offline: kubeha copies a directory of .deb files to every node and installs them.
+    Bundle,
 }
 
 pub const DEFAULT_PACKAGE_REPOSITORY: &str = "https://pkgs.k8s.io/core:/stable:/{stream}/deb";

@@ -1155,10 +1155,35 @@ fn packages(p: Option<&S<RawPackages>>, sink: &mut Sink) -> Option<Packages> {
                 &[
                     ("repository", PackageSource::Repository),
                     ("preinstalled", PackageSource::Preinstalled),
+                    ("bundle", PackageSource::Bundle),
                 ],
                 sink,
             )
         });
+    let bundle = p.bundle.as_ref().map(|b| b.value.clone());
+    match (source, &p.bundle) {
+        (Some(PackageSource::Bundle), None) => {
+            // Only a written `source: bundle` gets here, so it has a place.
+            let at = p.source.as_ref().map(pos)?;
+            sink.error(
+                at,
+                "packages.bundle".to_string(),
+                "source bundle needs packages.bundle",
+                "give the directory of .deb files (kubelet, kubeadm, kubectl, containerd and their dependencies), relative to this file",
+            );
+            return None;
+        }
+        (Some(s), Some(b)) if s != PackageSource::Bundle => {
+            sink.error(
+                pos(b),
+                "packages.bundle".to_string(),
+                "a bundle is only used with packages.source: bundle",
+                "set packages.source: bundle, or remove packages.bundle",
+            );
+            return None;
+        }
+        _ => {}
+    }
     let repository = match &p.repository {
         None => DEFAULT_PACKAGE_REPOSITORY.to_string(),
         Some(r) if r.value.starts_with("https://") || r.value.starts_with("http://") => {
@@ -1177,6 +1202,7 @@ fn packages(p: Option<&S<RawPackages>>, sink: &mut Sink) -> Option<Packages> {
     Some(Packages {
         source: source?,
         repository,
+        bundle,
     })
 }
 

@@ -55,7 +55,11 @@ pub fn default_pki_dir(inventory: &Path) -> PathBuf {
 
 /// The run-time inputs of a Plan: a freshly minted bootstrap token (never a well-known one)
 /// and, once issued, the PKI's files and CA hash.
-pub fn plan_inputs(inv: &inventory::Inventory, pki_dir: &Path) -> Result<plan::Inputs, String> {
+pub fn plan_inputs(
+    inv: &inventory::Inventory,
+    inventory_path: &Path,
+    pki_dir: &Path,
+) -> Result<plan::Inputs, String> {
     let now = pki::time::OffsetDateTime::now_utc();
     let token = pki::generate_token(std::time::Duration::from_secs(2 * 3600), now)
         .map_err(|e| format!("cannot mint a bootstrap token: {e}"))?;
@@ -79,7 +83,55 @@ pub fn plan_inputs(inv: &inventory::Inventory, pki_dir: &Path) -> Result<plan::I
         },
         pki: pki_files,
         kubeha_binary: None,
+        bundle: read_bundle(inv, inventory_path)?,
     })
+}
+
+/// The .deb files of `packages.bundle` (relative to the inventory), as files for every node.
+fn read_bundle(
+    inv: &inventory::Inventory,
+    inventory_path: &Path,
+) -> Result<Vec<plan::Artifact>, String> {
+    let Some(dir) = inv
+        .packages
+        .bundle
+        .as_ref()
+        .filter(|_| inv.packages.source == inventory::PackageSource::Bundle)
+    else {
+        return Ok(Vec::new());
+    };
+    let dir = inventory_path.parent().unwrap_or(Path::new(".")).join(dir);
+    let cannot = |e: std::io::Error| {
+        format!(
+            "packages.bundle {}: {e} (give a directory of .deb files, relative to the inventory)",
+            dir.display()
+        )
+    };
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(cannot)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    if debs.is_empty() {
+        return Err(format!(
+            "packages.bundle {}: no .deb files there (kubelet, kubeadm, kubectl, containerd and their dependencies)",
+            dir.display()
+        ));
+    }
+    debs.iter()
+        .map(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            Ok(plan::Artifact {
+                path: format!("{}/{name}", render::paths::BUNDLE_DIR),
+                mode: 0o644,
+                owner: "root:root".to_string(),
+                contents: std::fs::read(p).map_err(cannot)?,
+                sensitive: false,
+                purpose: "offline package from packages.bundle".to_string(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -126,7 +178,7 @@ pub fn run(args: PlanArgs) -> u8 {
     };
     let inv = &loaded.inventory;
     let pki_dir = args.inventory.pki_dir();
-    let inputs = match plan_inputs(inv, &pki_dir) {
+    let inputs = match plan_inputs(inv, &args.inventory.file, &pki_dir) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("kubeha: {e}");

@@ -83,7 +83,7 @@ pub fn run(args: UpArgs) -> u8 {
             return 1;
         }
     }
-    let mut inputs = match plan_inputs(inv, &pki_dir) {
+    let mut inputs = match plan_inputs(inv, &args.inventory.file, &pki_dir) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("kubeha up: {e}");

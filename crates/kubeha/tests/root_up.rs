@@ -532,3 +532,72 @@ fn root_up_refuses_a_vrid_another_router_uses() {
             .is_none()
     );
 }
+
+/// An offline bundle: .deb files (built here with dpkg-deb; they carry the kubeadm/kubectl
+/// stand-ins) copied to every node and installed with the real dpkg, then held with apt-mark.
+#[test]
+fn root_up_installs_an_offline_bundle_with_dpkg() {
+    let bed = Bed::start("khup6", specs(1, 1, false));
+    let bundle = bed.dir.path().join("bundle");
+    let standins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
+    for (pkg, file) in [
+        ("kubeadm", Some("kubeadm")),
+        ("kubectl", Some("kubectl")),
+        ("kubelet", None),
+    ] {
+        let root = bed.dir.path().join(format!("deb-{pkg}"));
+        std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        std::fs::create_dir_all(root.join("usr/local/sbin")).unwrap();
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            format!("Package: {pkg}\nVersion: 1.31.4-1.1\nArchitecture: all\nMaintainer: kubeha tests <tests@invalid>\nDescription: kubeha test stand-in, never shipped\n"),
+        )
+        .unwrap();
+        match file {
+            Some(f) => {
+                std::fs::copy(standins.join(f), root.join("usr/local/sbin").join(f)).unwrap();
+            }
+            None => std::fs::write(root.join("usr/local/sbin/kubelet-stand-in"), "").unwrap(),
+        }
+        std::fs::create_dir_all(&bundle).unwrap();
+        let st = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(bundle.join(format!("{pkg}_1.31.4-1.1_all.deb")))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+    bed.write_inventory_with("{ source: bundle, bundle: bundle }", "");
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
+    for i in 0..2 {
+        assert_eq!(
+            bed.on_node(i, "dpkg-query -W -f '${Version}' kubeadm"),
+            "1.31.4-1.1"
+        );
+        assert!(bed.on_node(i, "apt-mark showhold").contains("kubeadm"));
+    }
+    // The host's own dpkg database never saw them.
+    assert!(
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "kubeadm"])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty()
+    );
+    let calls = std::fs::read_to_string(&bed.calls).unwrap();
+    assert!(calls.contains("kubeadm init --config"), "{calls}");
+    assert!(
+        calls.contains("worker1") && calls.contains("kubeadm join"),
+        "{calls}"
+    );
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    assert_eq!(count(&report(&out), "changed"), 0);
+}

@@ -14,6 +14,9 @@ pub struct Inputs {
     /// kubeha's own executable, installed on control-plane nodes for the builtin front door.
     /// `None` in previews: the plan then says the file comes from the running binary.
     pub kubeha_binary: Option<Vec<u8>>,
+    /// `packages.source: bundle`: the .deb files, already at their path on the node
+    /// (`render::paths::BUNDLE_DIR`).
+    pub bundle: Vec<Artifact>,
 }
 
 impl Inputs {
@@ -22,6 +25,7 @@ impl Inputs {
             render: render::Inputs::placeholder(),
             pki: None,
             kubeha_binary: None,
+            bundle: Vec::new(),
         }
     }
 }
@@ -40,6 +44,9 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
                 .unwrap_or_default();
             let pki_paths: Vec<String> = pki_files.iter().map(|a| a.path.clone()).collect();
             artifacts.extend(pki_files);
+            if inv.packages.source == inventory::PackageSource::Bundle {
+                artifacts.extend(inputs.bundle.iter().cloned());
+            }
             if node.roles.control_plane && inv.frontdoor.kind == FrontdoorKind::Builtin {
                 artifacts.push(Artifact {
                     path: render::paths::KUBEHA_BINARY.to_string(),

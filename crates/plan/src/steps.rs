@@ -158,6 +158,21 @@ pub(crate) fn for_node(
             )),
             true,
         ),
+        PackageSource::Bundle => b.step(
+            Phase::Prepare,
+            "packages",
+            &format!("install the offline bundle's packages with dpkg, hold kubelet/kubeadm/kubectl, check kubeadm is {v}"),
+            paths_under(artifacts, &format!("{}/", paths::BUNDLE_DIR)),
+            Some(format!(
+                "ls {dir}/*.deb >/dev/null 2>&1 || {{ echo 'the bundle has no .deb files' >&2; exit 1; }}\n\
+                 dpkg -i --force-confold {dir}/*.deb\n\
+                 apt-mark hold kubelet kubeadm kubectl >/dev/null\n\
+                 have=$(kubeadm version -o short)\n\
+                 [ \"$have\" = v{v} ] || {{ echo \"the bundle installed kubeadm $have, the inventory says v{v}\" >&2; exit 1; }}",
+                dir = paths::BUNDLE_DIR
+            )),
+            true,
+        ),
         // Nothing to install; what is missing is reported, and `up` stops before the first
         // kubeadm step when kubeadm is absent.
         PackageSource::Preinstalled => b.step(

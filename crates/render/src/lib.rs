@@ -84,6 +84,8 @@ pub mod paths {
     pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
     /// kubeha itself on control-plane nodes: it runs the front door.
     pub const KUBEHA_BINARY: &str = "/usr/local/bin/kubeha";
+    /// Offline packages (`packages.source: bundle`) are copied here before dpkg installs them.
+    pub const BUNDLE_DIR: &str = "/var/lib/kubeha/bundle";
     /// This run's bootstrap token, read by the first control-plane node's token step.
     pub const JOIN_TOKEN: &str = "/etc/kubeha/join-token";
 }

@@ -1,6 +1,6 @@
 //! Nodes for `kubeha up` tests: one network namespace per node on the lab bridge, each with a
 //! real sshd in its own mount and UTS namespace. /etc, /usr/local and /var/lib are overlays
-//! whose writes land in a per-node directory, so kubeha writes "its" node's files and the
+//! (with /var/log) whose writes land in a per-node directory, so kubeha writes "its" node's files and the
 //! host's stay untouched; /run/containerd and /run/kubeha-standin are private tmpfs. Test
 //! stand-ins (tests/standins: systemctl, optionally kubeadm/kubectl) go in /usr/local/sbin.
 
@@ -97,6 +97,8 @@ impl Bed {
                 "usrlocal.work",
                 "varlib.up",
                 "varlib.work",
+                "varlog.up",
+                "varlog.work",
             ] {
                 std::fs::create_dir_all(nd.join(sub)).unwrap();
             }
@@ -148,6 +150,7 @@ impl Bed {
                  mount -t overlay overlay -o lowerdir=/etc,upperdir={nd}/etc.up,workdir={nd}/etc.work /etc\n\
                  mount -t overlay overlay -o lowerdir=/usr/local,upperdir={nd}/usrlocal.up,workdir={nd}/usrlocal.work /usr/local\n\
                  mount -t overlay overlay -o lowerdir=/var/lib,upperdir={nd}/varlib.up,workdir={nd}/varlib.work /var/lib\n\
+                 mount -t overlay overlay -o lowerdir=/var/log,upperdir={nd}/varlog.up,workdir={nd}/varlog.work /var/log\n\
                  for r in /run/containerd /run/kubeha-standin; do mount -t tmpfs -o mode=755 tmpfs $r; done\n\
                  mount -t tmpfs -o mode=755 tmpfs /sys/class && mkdir -p /sys/class/dmi/id && echo {uuid} > /sys/class/dmi/id/product_uuid\n\
                  mkdir -p /usr/local/sbin\n{copies}\n\
@@ -201,6 +204,11 @@ impl Bed {
     /// door. kube-apiserver cannot run here, so the front door's backends are the etcd
     /// members' client port (a real TLS service, as in `kubeha lab`): apiserver_port 2379.
     pub fn write_inventory(&self, extra: &str) {
+        self.write_inventory_with("{ source: preinstalled }", extra);
+    }
+
+    /// The inventory with its `packages:` section given.
+    pub fn write_inventory_with(&self, packages: &str, extra: &str) {
         let nodes: String = self
             .specs
             .iter()
@@ -221,7 +229,7 @@ impl Bed {
              nodes:\n{nodes}\
              etcd: {{ topology: external, heartbeat_interval: 100ms, election_timeout: 1000ms }}\n\
              networking: {{ cni: none, kube_proxy_mode: iptables }}\n\
-             packages: {{ source: preinstalled }}\n\
+             packages: {packages}\n\
              pki: {{ key_type: ecdsa-p256 }}\n\
              frontdoor: {{ kind: builtin, advert_interval: 100ms, health: {{ kind: tcp, interval: 200ms }} }}\n{extra}",
             key = self.dir.path().join("id_ed25519").display(),
