@@ -329,6 +329,8 @@ impl Progress {
                     b.finish();
                 }
             }
+            // The bars leave the cursor at the end of the last one; the table starts below.
+            eprintln!();
         }
     }
 }
