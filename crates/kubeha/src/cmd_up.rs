@@ -154,7 +154,12 @@ pub fn run(args: UpArgs) -> u8 {
             return 1;
         }
     };
-    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let names: Vec<String> = plan
+        .nodes
+        .iter()
+        .map(|n| n.name.clone())
+        .filter(|n| args.only.is_empty() || args.only.contains(n))
+        .collect();
     let progress = Progress::new(&names, args.output == Format::Text);
     let report = rt.block_on(async {
         let conns = connect_all(inv, &args.inventory.file, &args.only, &args.ssh).await;

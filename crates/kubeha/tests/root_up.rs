@@ -601,3 +601,25 @@ fn root_up_installs_an_offline_bundle_with_dpkg() {
     let out = bed.kubeha(&["up", "--output", "json"]);
     assert_eq!(count(&report(&out), "changed"), 0);
 }
+
+/// kubeha running on a control-plane node itself: that node through the local shell
+/// (`--local`), the others over SSH.
+#[test]
+fn root_up_runs_on_a_node_itself_with_the_local_transport() {
+    let bed = Bed::start("khup7", specs(1, 1, true));
+    let out = bed.kubeha_on_node(0, &["up", "--local", "master1", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
+    assert!(r["nodes"][0]["log"].as_str().is_some());
+    let log = std::fs::read_to_string(r["nodes"][0]["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("via local"), "{}", &log[..log.len().min(300)]);
+    let log1 = std::fs::read_to_string(r["nodes"][1]["log"].as_str().unwrap()).unwrap();
+    assert!(
+        log1.contains("via ssh root@198.18.0.12:22"),
+        "{}",
+        &log1[..log1.len().min(300)]
+    );
+    // The local node got its files like any other.
+    assert!(bed.node_file(0, "/etc/kubeha/frontdoor.yaml").is_some());
+    assert!(bed.node_file(0, "/etc/kubernetes/kubelet.conf").is_some());
+}

@@ -278,6 +278,22 @@ impl Bed {
         c.output().expect("kubeha runs")
     }
 
+    /// `kubeha <args>` run on node `i` itself (inside its network, mount and UTS namespaces).
+    pub fn kubeha_on_node(&self, i: usize, args: &[&str]) -> std::process::Output {
+        let bin = assert_cmd::cargo::cargo_bin("kubeha");
+        let pid = self.sshd[i].pid().to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "-u", "-n"])
+            .arg(bin)
+            .args(args)
+            .arg("-f")
+            .arg(&self.inventory)
+            .arg("--known-hosts")
+            .arg(&self.known_hosts)
+            .output()
+            .expect("kubeha runs")
+    }
+
     /// Runs a shell command on node `i` inside its mount namespace (through its sshd's
     /// namespaces, entered with nsenter).
     pub fn on_node(&self, i: usize, script: &str) -> String {
