@@ -287,7 +287,7 @@ fn print_text(out: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
         };
         writeln!(out, "  {shown}:")?;
         for s in steps {
-            let kind = if s.changes { "" } else { " (check only)" };
+            let kind = if s.changes { "" } else { " (runs every time)" };
             writeln!(out, "    {:<32} {}{kind}", s.id, s.description)?;
         }
     }

@@ -291,7 +291,7 @@ pub(crate) fn for_node(
         b.step(
             Phase::Init,
             "join-token",
-            "make sure this run's bootstrap token exists for the joins (runs every time; tokens expire)",
+            "make sure this run's bootstrap token exists for the joins (tokens expire)",
             vec![paths::JOIN_TOKEN.into()],
             Some(format!(
                 "t=$(cat {tok})\n\
