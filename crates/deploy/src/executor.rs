@@ -181,9 +181,23 @@ struct NodeRun<'a> {
     report: Mutex<NodeReport>,
     log: Mutex<Option<std::fs::File>>,
     stdout_of: Mutex<BTreeMap<String, String>>,
+    /// Not chosen with --only, here only for the join token step the chosen nodes need.
+    token_only: bool,
+    masked: Vec<String>,
 }
 
+/// The step on the first control-plane node that makes this run's join token exist.
+pub const JOIN_TOKEN_STEP: &str = "init/join-token";
+
 impl NodeRun<'_> {
+    /// Per-run secrets never reach a log, the report or the terminal.
+    fn redact(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for m in self.masked.iter().filter(|m| !m.is_empty()) {
+            t = t.replace(m.as_str(), "<bootstrap-token>");
+        }
+        t
+    }
     fn is_worker_only(&self) -> bool {
         self.plan.roles == ["worker"]
     }
@@ -197,7 +211,7 @@ impl NodeRun<'_> {
         if let Ok(mut g) = self.log.lock()
             && let Some(f) = g.as_mut()
         {
-            let _ = f.write_all(text.as_bytes());
+            let _ = f.write_all(self.redact(text).as_bytes());
             if !text.ends_with('\n') {
                 let _ = f.write_all(b"\n");
             }
@@ -212,7 +226,9 @@ impl NodeRun<'_> {
             }
         }
     }
-    fn fail(&self, f: Failure) {
+    fn fail(&self, mut f: Failure) {
+        f.command = self.redact(&f.command);
+        f.stderr_tail = f.stderr_tail.iter().map(|l| self.redact(l)).collect();
         self.log(&format!("FAILED: {f}"));
         if let Ok(mut r) = self.report.lock()
             && r.failure.is_none()
@@ -234,13 +250,23 @@ pub async fn execute(
 ) -> Report {
     let started = Instant::now();
     let _ = std::fs::create_dir_all(&opts.log_dir);
-    let selected: Vec<&NodePlan> = plan
+    // With --only, the first control-plane node comes along for the join token step alone:
+    // a join on a chosen node needs this run's token to exist in the cluster.
+    let selected: Vec<(&NodePlan, bool)> = plan
         .nodes
         .iter()
-        .filter(|n| opts.only.is_empty() || opts.only.contains(&n.name))
+        .filter_map(|n| {
+            if opts.only.is_empty() || opts.only.contains(&n.name) {
+                Some((n, false))
+            } else if n.steps.iter().any(|s| s.id == JOIN_TOKEN_STEP) {
+                Some((n, true))
+            } else {
+                None
+            }
+        })
         .collect();
     let mut nodes: Vec<NodeRun<'_>> = Vec::new();
-    for n in &selected {
+    for (n, token_only) in selected {
         let log_path = opts.log_dir.join(format!("{}.log", n.name));
         let log = open_log(&log_path);
         let (transport, failure) = match connections.remove(&n.name) {
@@ -271,6 +297,8 @@ pub async fn execute(
             }),
             log: Mutex::new(log),
             stdout_of: Mutex::new(BTreeMap::new()),
+            token_only,
+            masked: opts.masked.clone(),
         };
         if let Some(e) = failure {
             run.fail(Failure {
@@ -343,6 +371,7 @@ pub async fn execute(
                 step: "records".into(),
             });
         }
+        settle_join_token(&mut nodes);
     }
 
     if opts.dry_run {
@@ -366,6 +395,9 @@ pub async fn execute(
     }
 
     let sem = Semaphore::new(opts.concurrency.max(1));
+    // Re-configuring a running etcd member or front door restarts it: one node at a time,
+    // so quorum and the VIP survive. First installs run in parallel.
+    let roll = tokio::sync::Mutex::new(());
     for phase in Phase::ALL {
         if stopped.is_some() {
             break;
@@ -388,7 +420,7 @@ pub async fn execute(
             } else {
                 sem.acquire().await.ok()
             };
-            run_phase(n, phase, opts, observer).await;
+            run_phase(n, phase, opts, observer, &roll).await;
         });
         futures_util::future::join_all(runs).await;
 
@@ -438,6 +470,32 @@ pub async fn execute(
     finish(nodes, warnings, checks, stopped, false, started)
 }
 
+/// The join token step runs whenever a join runs in this execution (also with --from after
+/// init, or --only without the first control-plane node), and not at all otherwise when its
+/// node was not chosen.
+fn settle_join_token(nodes: &mut [NodeRun<'_>]) {
+    let joins_run = nodes.iter().any(|n| {
+        n.plan.steps.iter().any(|s| {
+            matches!(s.phase, Phase::JoinControlPlane | Phase::JoinWorker)
+                && matches!(
+                    n.decisions.get(&s.id),
+                    Some(Decision::Run { .. } | Decision::Drifted(_) | Decision::Check)
+                )
+        })
+    });
+    for n in nodes.iter_mut() {
+        if n.token_only {
+            for s in &n.plan.steps {
+                n.decisions.insert(s.id.clone(), Decision::BeforeFrom);
+            }
+        }
+        if joins_run && n.decisions.contains_key(JOIN_TOKEN_STEP) {
+            n.decisions
+                .insert(JOIN_TOKEN_STEP.to_string(), Decision::Check);
+        }
+    }
+}
+
 fn finish(
     nodes: Vec<NodeRun<'_>>,
     warnings: Vec<String>,
@@ -476,15 +534,25 @@ fn drift_reason(files: &[String]) -> String {
 fn open_log(path: &Path) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     // Logs may quote secrets a command printed: readable by the operator only.
-    std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)
-        .ok()
+        .ok()?;
+    // An existing file (a reused --log-dir) keeps its mode unless told.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+    Some(f)
 }
 
-async fn run_phase(n: &NodeRun<'_>, phase: Phase, opts: &Options, observer: &dyn Observer) {
+async fn run_phase(
+    n: &NodeRun<'_>,
+    phase: Phase,
+    opts: &Options,
+    observer: &dyn Observer,
+    roll: &tokio::sync::Mutex<()>,
+) {
     for step in n.plan.steps.iter().filter(|s| s.phase == phase) {
         if n.failed() {
             return;
@@ -518,6 +586,16 @@ async fn run_phase(n: &NodeRun<'_>, phase: Phase, opts: &Options, observer: &dyn
                     step: &step.id,
                 });
                 let t0 = Instant::now();
+                let rolling = matches!(phase, Phase::Etcd | Phase::Frontdoor)
+                    && matches!(
+                        d,
+                        Decision::Run { previous: Some(_) } | Decision::Drifted(_)
+                    );
+                let _turn = if rolling {
+                    Some(roll.lock().await)
+                } else {
+                    None
+                };
                 let ok = run_step(n, step, opts).await;
                 let outcome = match (ok, step.changes) {
                     (false, _) => Outcome::Failed,
@@ -727,7 +805,11 @@ async fn kubernetes_boundary(nodes: &[NodeRun<'_>], phase: Phase, opts: &Options
         let t = n.transport.as_ref()?;
         let out = t
             .run(&Exec::new(
-                "command -v kubeadm >/dev/null && command -v kubectl >/dev/null && echo present || echo absent",
+                if matches!(phase, Phase::Init | Phase::Cni | Phase::Verify) {
+                    "command -v kubeadm >/dev/null && command -v kubectl >/dev/null && echo present || echo absent"
+                } else {
+                    "command -v kubeadm >/dev/null && echo present || echo absent"
+                },
                 opts.step_timeout,
             ))
             .await
@@ -789,7 +871,14 @@ async fn cross_node_checks(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
     let first_cp = nodes
         .iter()
         .find(|n| !n.failed() && n.plan.roles.contains(&"control-plane"));
+    // Whose MAC may answer for the VIP is only known when every control-plane node reported.
+    let all_cp_facts = plan
+        .nodes
+        .iter()
+        .filter(|n| n.roles.contains(&"control-plane"))
+        .all(|n| facts.iter().any(|(name, _)| *name == n.name));
     if plan.frontdoor != "external"
+        && all_cp_facts
         && let Some(n) = first_cp
         && let Some(t) = n.transport.as_ref()
     {
@@ -824,7 +913,13 @@ async fn cluster_checks(
         .iter()
         .filter(|n| n.plan.roles.contains(&"control-plane") && n.transport.is_some())
         .collect();
-    if plan.frontdoor != "external" && !cps.is_empty() {
+    // With --only, some control-plane nodes are not connected: holders cannot be counted.
+    let every_cp = plan
+        .nodes
+        .iter()
+        .filter(|n| n.roles.contains(&"control-plane"))
+        .count();
+    if plan.frontdoor != "external" && !cps.is_empty() && cps.len() == every_cp {
         let started = Instant::now();
         let limit = Duration::from_secs(15);
         let script = format!("ip -o -4 addr show | grep -q ' {vip}/' && echo held || echo free");
@@ -879,8 +974,10 @@ async fn cluster_checks(
     if phase == Phase::Verify {
         let members: Vec<&NodeRun<'_>> = nodes
             .iter()
-            .filter(|n| {
-                n.transport.is_some() && n.plan.steps.iter().any(|s| s.phase == Phase::Etcd)
+            .filter(|n| n.transport.is_some() && !n.failed())
+            .filter(|n| match plan.etcd_topology.as_str() {
+                "stacked" => n.plan.roles.contains(&"control-plane"),
+                _ => n.plan.roles.contains(&"etcd"),
             })
             .collect();
         let probes = members.iter().map(|n| async move {

@@ -33,9 +33,14 @@ pub fn script(p: &Probe<'_>) -> String {
         metrics = sh_quote(&format!("http://{}/metrics", p.metrics)),
     );
     if p.etcd_member {
+        // /health answers only with a quorum; etcdctl (often absent on kubeadm hosts, where
+        // etcd is a static pod) adds whether this member leads.
+        let tls = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
         s.push_str(&format!(
-            "if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; else echo 'etcd etcdctl-absent'; fi\n",
-            a = p.address
+            "echo \"etcd-health $(curl -sS --max-time 3 {tls} https://{a}:2379/health 2>&1 | head -c 300 | tr '\\n' ' ')\"\n\
+             if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 {ctl} --dial-timeout=2s --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; fi\n",
+            a = p.address,
+            ctl = tls.replace(" /", "=/"),
         ));
     }
     s.push_str("exit 0\n");
@@ -75,6 +80,7 @@ pub fn parse(name: &str, stdout: &str) -> NodeStatus {
         ..NodeStatus::default()
     };
     let mut etcd_lines = Vec::new();
+    let mut etcd_health: Option<String> = None;
     for line in stdout.lines() {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
         match kind {
@@ -107,22 +113,32 @@ pub fn parse(name: &str, stdout: &str) -> NodeStatus {
                 }
             }
             "etcd" => etcd_lines.push(rest.to_string()),
+            "etcd-health" => etcd_health = Some(rest.trim().to_string()),
             _ => {}
         }
     }
-    if !etcd_lines.is_empty() {
+    if etcd_health.is_some() || !etcd_lines.is_empty() {
         // `endpoint status -w simple`: endpoint, id, version, db size, is leader, is learner, ...
-        let first = etcd_lines[0].clone();
+        let first = etcd_lines.first().cloned().unwrap_or_default();
         let fields: Vec<&str> = first.split(", ").collect();
-        let healthy = fields.len() >= 6 && fields[0].starts_with("https://");
+        let status_ok = fields.len() >= 6 && fields[0].starts_with("https://");
+        let healthy = match &etcd_health {
+            Some(h) => h.contains("\"health\":\"true\""),
+            None => status_ok,
+        };
+        let mut detail = String::new();
+        if !healthy {
+            detail = etcd_health.clone().unwrap_or_default();
+            if !etcd_lines.is_empty() {
+                detail = format!("{detail} {}", etcd_lines.join(" "))
+                    .trim()
+                    .to_string();
+            }
+        }
         st.etcd = Some(EtcdMember {
             healthy,
-            is_leader: healthy && fields[4] == "true",
-            detail: if healthy {
-                String::new()
-            } else {
-                etcd_lines.join(" ")
-            },
+            is_leader: healthy && status_ok && fields[4] == "true",
+            detail,
         });
     }
     st
@@ -144,6 +160,7 @@ metric kubeha_frontdoor_vrrp_state{state=\"master\"} 1
 metric kubeha_frontdoor_vrrp_priority 150
 metric kubeha_frontdoor_backend_up{backend=\"198.18.0.11:2379\"} 1
 metric kubeha_frontdoor_backend_up{backend=\"198.18.0.12:2379\"} 0
+etcd-health {\"health\":\"true\",\"reason\":\"\"}
 etcd https://198.18.0.11:2379, 8e9e05c52164694d, 3.4.23, 20 kB, true, false, 2, 8, 8, 
 ";
         let s = parse("m1", out);
@@ -167,11 +184,24 @@ etcd https://198.18.0.11:2379, 8e9e05c52164694d, 3.4.23, 20 kB, true, false, 2, 
     fn an_unreachable_etcd_is_unhealthy_with_the_reason() {
         let s = parse(
             "m2",
-            "vip not-held\netcd {\"level\":\"warn\"} context deadline exceeded\n",
+            "vip not-held\netcd-health curl: (7) Failed to connect to 198.18.0.12 port 2379\netcd {\"level\":\"warn\"} context deadline exceeded\n",
         );
         assert!(!s.vip_held);
         let e = s.etcd.unwrap();
         assert!(!e.healthy);
         assert!(e.detail.contains("deadline exceeded"));
+        assert!(e.detail.contains("Failed to connect"));
+    }
+
+    #[test]
+    fn a_stacked_member_without_etcdctl_is_judged_by_its_health_endpoint() {
+        let s = parse("m1", "etcd-health {\"health\":\"true\",\"reason\":\"\"}\n");
+        let e = s.etcd.unwrap();
+        assert!(e.healthy && !e.is_leader);
+        let s = parse(
+            "m1",
+            "etcd-health {\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}\n",
+        );
+        assert!(!s.etcd.unwrap().healthy);
     }
 }

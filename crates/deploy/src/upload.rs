@@ -43,7 +43,8 @@ fn put_function() -> String {
   fi
   umask 022; mkdir -p {records}; r={records}/$(printf %s "$p" | sha256sum | cut -c1-32)
   if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -c1-64)" != "$(cat "$r" 2>/dev/null)" ]; then
-    cp -p "$p" "$p.kubeha-bak"; echo "kubeha-file backed-up $p.kubeha-bak"
+    b="$p.kubeha-bak"; [ -e "$b" ] && b="$b.$(date +%s)"
+    cp -p "$p" "$b"; echo "kubeha-file backed-up $b"
   fi
   mv -f "$t" "$p"
   sha256sum < "$p" | cut -c1-64 > "$r"
@@ -99,7 +100,8 @@ pub fn parse(stdout: &str) -> Vec<(String, Written)> {
                 out.push((p.to_string(), Written::Written));
             }
             Some(("backed-up", b)) => {
-                let p = b.strip_suffix(".kubeha-bak").unwrap_or(b);
+                // `<path>.kubeha-bak`, or `<path>.kubeha-bak.<time>` when an older one is kept.
+                let p = b.rsplit_once(".kubeha-bak").map_or(b, |(p, _)| p);
                 out.push((p.to_string(), Written::BackedUp(b.to_string())));
             }
             _ => {}
@@ -198,6 +200,14 @@ mod tests {
         assert_eq!(b, Written::BackedUp(bak.clone()));
         assert_eq!(std::fs::read_to_string(&bak).unwrap(), "edited by hand\n");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two\n");
+        // A second foreign edit keeps the first backup (the operator's original).
+        std::fs::write(&p, "edited again\n").unwrap();
+        let Written::BackedUp(second) = write(&a2).await else {
+            panic!("no backup")
+        };
+        assert!(second.starts_with(&format!("{bak}.")), "{second}");
+        assert_eq!(std::fs::read_to_string(&bak).unwrap(), "edited by hand\n");
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "edited again\n");
         // A mode change alone is applied.
         let a3 = artifact(&p, "two\n", 0o644);
         assert_eq!(write(&a3).await, Written::Written);

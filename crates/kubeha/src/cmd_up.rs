@@ -162,7 +162,13 @@ pub fn run(args: UpArgs) -> u8 {
         .collect();
     let progress = Progress::new(&names, args.output == Format::Text);
     let report = rt.block_on(async {
-        let conns = connect_all(inv, &args.inventory.file, &args.only, &args.ssh).await;
+        // The first control-plane node makes the join token for joins on --only nodes.
+        let mut reach = args.only.clone();
+        let first = inv.first_control_plane().name.clone();
+        if !reach.is_empty() && !reach.contains(&first) {
+            reach.push(first);
+        }
+        let conns = connect_all(inv, &args.inventory.file, &reach, &args.ssh).await;
         deploy::execute(&plan, conns, &opts, &progress).await
     });
     progress.finish();

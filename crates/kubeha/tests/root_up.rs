@@ -124,6 +124,14 @@ fn root_up_forms_etcd_behind_the_vip_stops_at_kubeadm_and_reruns_clean() {
             .starts_with("VIP 198.18.0.10 held by master"),
         "{r:#}"
     );
+    // The front door phase ended with the VIP on exactly one node.
+    assert!(
+        r["checks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("VIP 198.18.0.10 held by master"),
+        "{r:#}"
+    );
     assert!(
         r["stopped"]["nodes"]
             .as_array()
@@ -408,6 +416,121 @@ fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
         .next()
         .unwrap();
     assert!(join.contains(tok), "{join}");
+    // Verify checked the cluster as a whole.
+    let checks: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(checks.contains(&"etcd: 3 member(s) healthy"), "{checks:?}");
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|c| c.starts_with("VIP 198.18.0.10 held by"))
+            .count(),
+        2,
+        "after the front door and after verify: {checks:?}"
+    );
+
+    // Recovery on one node: --only and --from redo that step there; the first control-plane
+    // node comes along only to make this run's join token.
+    let out = bed.kubeha(&[
+        "up",
+        "--only",
+        "worker1",
+        "--from",
+        "join-worker/kubeadm-join",
+        "--output",
+        "json",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
+    assert_eq!(r["nodes"].as_array().unwrap().len(), 2, "{r:#}");
+    let steps = outcomes(&r, "worker1");
+    assert!(
+        steps
+            .iter()
+            .all(|(id, o)| if id == "join-worker/kubeadm-join" {
+                o == "changed"
+            } else {
+                o == "skipped"
+            }),
+        "{steps:?}"
+    );
+    let steps = outcomes(&r, "master1");
+    assert!(
+        steps.iter().all(|(id, o)| if id == "init/join-token" {
+            o == "checked"
+        } else {
+            o == "skipped"
+        }),
+        "{steps:?}"
+    );
+    let join = bed.node_file(3, "/etc/kubeha/kubeadm-join.yaml").unwrap();
+    let tokens = bed.node_file(0, "/run/kubeha-standin/tokens").unwrap();
+    let tok = tokens
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(
+        join.contains(tok),
+        "worker1 joined with a token that exists: {join}"
+    );
+    // The token never reaches a log.
+    let master1 = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "master1")
+        .unwrap();
+    let log = std::fs::read_to_string(master1["log"].as_str().unwrap()).unwrap();
+    assert!(
+        !log.contains(tok) && log.contains("init/join-token"),
+        "{log}"
+    );
+
+    // A control-plane failure stops what depends on it: the worker joins do not run.
+    bed.on_node(
+        2,
+        "rm -f /etc/kubernetes/kubelet.conf /etc/kubernetes/standin-cp-joined; touch /etc/kubeha-test-fail-join",
+    );
+    let out = bed.kubeha(&[
+        "up",
+        "--from",
+        "join-control-plane/kubeadm-join",
+        "--output",
+        "json",
+    ]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    assert_eq!(r["stopped"]["kind"], "failed", "{r:#}");
+    assert_eq!(r["stopped"]["node"], "master3");
+    assert_eq!(r["stopped"]["step"], "join-control-plane/kubeadm-join");
+    for w in ["worker1", "worker2"] {
+        let o = outcomes(&r, w);
+        let join = o
+            .iter()
+            .find(|(id, _)| id == "join-worker/kubeadm-join")
+            .unwrap();
+        assert_eq!(join.1, "not-run", "{w}");
+    }
+
+    // An init that stopped half-way (kubelet.conf written, the cluster not finished) is not
+    // taken for done: the step fails and says how to get out.
+    bed.on_node(0, "rm -f /etc/kubernetes/standin-init-complete");
+    let out = bed.kubeha(&["up", "--from", "init/kubeadm-init", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let fail = &r["nodes"][0]["failure"];
+    assert_eq!(fail["step"], "init/kubeadm-init", "{r:#}");
+    assert!(
+        fail["stderr_tail"].to_string().contains("kubeadm reset -f"),
+        "{fail}"
+    );
 }
 
 #[test]
@@ -599,7 +722,8 @@ fn root_up_installs_an_offline_bundle_with_dpkg() {
         "{calls}"
     );
     let out = bed.kubeha(&["up", "--output", "json"]);
-    assert_eq!(count(&report(&out), "changed"), 0);
+    let again = report(&out);
+    assert_eq!(count(&again, "changed"), 0, "{again:#}");
 }
 
 /// kubeha running on a control-plane node itself: that node through the local shell

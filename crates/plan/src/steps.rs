@@ -9,6 +9,16 @@ use crate::{Artifact, Phase, Step};
 /// kernels build overlay and br_netfilter in, with no modprobe or /lib/modules at all.
 const HAVE_MOD: &str = "have_mod() { [ -d \"/sys/module/$1\" ] || { [ \"$1\" = br_netfilter ] && [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; } || grep -qw \"$1\" /proc/filesystems 2>/dev/null || { command -v modprobe >/dev/null && modprobe -n \"$1\" 2>/dev/null; }; }";
 
+/// Single-quotes a value from the inventory for sh.
+fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// apt-get that never stops at a config-file question: our files are kept (they are in place
+/// before the package, or the package is upgraded under them).
+const APT_INSTALL: &str =
+    "apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold";
+
 struct Builder {
     steps: Vec<Step>,
 }
@@ -80,7 +90,7 @@ pub(crate) fn for_node(
              fact hostname \"$(hostname)\"\n\
              fact uuid \"$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)\"\n\
              fact machine-id \"$(cat /etc/machine-id 2>/dev/null || echo unknown)\"\n\
-             ip -o link | awk '$2 != \"lo:\" {{ for (i = 1; i < NF; i++) if ($i == \"link/ether\") {{ sub(\":$\", \"\", $2); sub(\"@.*\", \"\", $2); print \"fact mac\", $2, $(i+1) }} }}'\n\
+             ip -o link | awk '$2 != \"lo:\" && $2 !~ /^(cali|flannel|cni|veth|docker|kube-|vxlan|tunl|cilium|lxc|br-|virbr)/ {{ for (i = 1; i < NF; i++) if ($i == \"link/ether\" && $(i+1) != \"ee:ee:ee:ee:ee:ee\") {{ sub(\":$\", \"\", $2); sub(\"@.*\", \"\", $2); print \"fact mac\", $2, $(i+1) }} }}'\n\
              swapon --show=NAME --noheadings 2>/dev/null | sed 's/^/fact swap /'\n\
              fact timesync \"$(timedatectl show -p NTPSynchronized --value 2>/dev/null || echo unknown)\"\n\
              fact runtime \"$(containerd --version 2>/dev/null | awk '{{print $3}}' || true)\"\n\
@@ -100,19 +110,23 @@ pub(crate) fn for_node(
         Some(format!(
             "awk -v b='{begin}' -v e='{end}' '$0==b{{skip=1}} !skip{{print}} $0==e{{skip=0}}' /etc/hosts > /etc/hosts.kubeha.tmp\n\
              cat {block} >> /etc/hosts.kubeha.tmp\n\
-             cmp -s /etc/hosts.kubeha.tmp /etc/hosts || cp /etc/hosts /etc/hosts.kubeha.bak\n\
+             if cmp -s /etc/hosts.kubeha.tmp /etc/hosts; then rm -f /etc/hosts.kubeha.tmp; exit 0; fi\n\
+             [ -e /etc/hosts.kubeha.bak ] || cp /etc/hosts /etc/hosts.kubeha.bak\n\
              cat /etc/hosts.kubeha.tmp > /etc/hosts && rm -f /etc/hosts.kubeha.tmp",
             block = paths::HOSTS_BLOCK
         )),
-        true,
+        // Every run: cloud-init and others rewrite /etc/hosts; the merge is idempotent.
+        false,
     );
     b.step(
         Phase::Prepare,
         "swap-off",
         "turn swap off now and comment swap lines in /etc/fstab (backup in /etc/fstab.kubeha.bak)",
         vec![],
-        Some("swapoff -a\nif grep -Eq '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab; then cp /etc/fstab /etc/fstab.kubeha.bak; sed -Ei '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#kubeha# /' /etc/fstab; fi".into()),
-        true,
+        Some("swapoff -a\nif grep -Eq '^[^#].*[[:space:]]swap[[:space:]]' /etc/fstab; then [ -e /etc/fstab.kubeha.bak ] || cp /etc/fstab /etc/fstab.kubeha.bak; sed -Ei '/^[^#].*[[:space:]]swap[[:space:]]/s/^/#kubeha# /' /etc/fstab; fi\n\
+              if command -v systemctl >/dev/null; then for u in $(systemctl list-units --type=swap --state=active --plain --no-legend 2>/dev/null | awk '{print $1}'); do systemctl mask --now \"$u\" >/dev/null 2>&1 || true; done; fi".into()),
+        // Every run: swap comes back (zram, swap units), and turning it off again is harmless.
+        false,
     );
     let mut mods = vec!["overlay", "br_netfilter"];
     if inv.networking.kube_proxy_mode == KubeProxyMode::Ipvs {
@@ -146,15 +160,25 @@ pub(crate) fn for_node(
             vec![],
             Some(format!(
                 "export DEBIAN_FRONTEND=noninteractive\n\
-                 if ! dpkg-query -W -f='${{Version}}' kubeadm 2>/dev/null | grep -q '^{v}-'; then\n\
-                 \x20 apt-get update -q && apt-get install -y -q apt-transport-https ca-certificates curl gpg containerd conntrack ipvsadm\n\
-                 \x20 mkdir -p /etc/apt/keyrings\n\
-                 \x20 curl -fsSL {repo}/Release.key | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg\n\
-                 \x20 echo 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {repo}/ /' > /etc/apt/sources.list.d/kubernetes.list\n\
-                 \x20 apt-get update -q && apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true\n\
-                 \x20 apt-get install -y -q kubelet='{v}-*' kubeadm='{v}-*' kubectl='{v}-*' && apt-mark hold kubelet kubeadm kubectl\n\
-                 fi",
-                repo = inv.packages.repository.replace("{stream}", &v.minor_stream())
+                 have=$(dpkg-query -W -f='${{Version}}' kubeadm 2>/dev/null || true)\n\
+                 case \"$have\" in {v}-*) exit 0 ;; esac\n\
+                 if [ -n \"$have\" ] && [ -f /etc/kubernetes/kubelet.conf ]; then echo \"this node already runs Kubernetes $have; kubeha up does not upgrade a cluster: upgrade with kubeadm upgrade (control plane first), or set cluster.kubernetes_version back\" >&2; exit 1; fi\n\
+                 apt-get update -q\n\
+                 {APT_INSTALL} apt-transport-https ca-certificates curl gpg conntrack ipvsadm\n\
+                 command -v containerd >/dev/null || {APT_INSTALL} containerd\n\
+                 mkdir -p /etc/apt/keyrings\n\
+                 curl -fsSL {repo}/Release.key -o /etc/apt/keyrings/kubernetes-apt-keyring.asc\n\
+                 gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg /etc/apt/keyrings/kubernetes-apt-keyring.asc\n\
+                 echo {list} > /etc/apt/sources.list.d/kubernetes.list\n\
+                 apt-get update -q\n\
+                 apt-mark unhold kubelet kubeadm kubectl >/dev/null 2>&1 || true\n\
+                 {APT_INSTALL} kubelet='{v}-*' kubeadm='{v}-*' kubectl='{v}-*'\n\
+                 apt-mark hold kubelet kubeadm kubectl >/dev/null",
+                repo = q(&inv.packages.repository.replace("{stream}", &v.minor_stream())),
+                list = q(&format!(
+                    "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] {}/ /",
+                    inv.packages.repository.replace("{stream}", &v.minor_stream())
+                ))
             )),
             true,
         ),
@@ -223,9 +247,12 @@ pub(crate) fn for_node(
             "external etcd member as a systemd unit, then wait until it is healthy",
             vec![paths::ETCD_UNIT.into()],
             Some(format!(
-                "mkdir -p {dir} && chmod 700 {dir}\nsystemctl daemon-reload\nsystemctl enable --now etcd\n\
-                 for i in $(seq 1 60); do ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health && exit 0; sleep 1; done; echo 'etcd did not become healthy in 60s'; exit 1",
-                dir = inv.etcd.data_dir,
+                "command -v etcd >/dev/null || {{ echo 'etcd is not installed here: install etcd (server and etcdctl) on the etcd nodes, or use etcd.topology: stacked' >&2; exit 1; }}\n\
+                 mkdir -p {dir} && chmod 700 {dir}\nsystemctl daemon-reload\nsystemctl enable etcd >/dev/null 2>&1\n\
+                 # A changed unit or certificate only takes effect on a restart.\n\
+                 systemctl restart etcd\n\
+                 for i in $(seq 1 60); do curl -fsS --max-time 2 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key https://{a}:2379/health 2>/dev/null | grep -q '\"health\":\"true\"' && exit 0; sleep 1; done; echo 'etcd did not become healthy in 60 s (a member needs a quorum of its peers: are they started and reachable on 2380?)' >&2; exit 1",
+                dir = q(&inv.etcd.data_dir),
                 a = node.address
             )),
             true,
@@ -263,7 +290,7 @@ pub(crate) fn for_node(
                 "keepalived (VIP) and haproxy (load balancer), configs checked before restart",
                 vec![paths::KEEPALIVED_CONF.into(), paths::KEEPALIVED_CHECK.into(), paths::HAPROXY_CFG.into()],
                 Some(format!(
-                    "command -v keepalived >/dev/null && command -v haproxy >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived haproxy curl\n\
+                    "command -v keepalived >/dev/null && command -v haproxy >/dev/null || {{ apt-get update -q && DEBIAN_FRONTEND=noninteractive {APT_INSTALL} keepalived haproxy curl; }}\n\
                      haproxy -c -q -f {h}\nkeepalived -t -f {k}\nsystemctl enable haproxy keepalived >/dev/null 2>&1\nsystemctl restart haproxy keepalived",
                     h = paths::HAPROXY_CFG,
                     k = paths::KEEPALIVED_CONF
@@ -274,8 +301,15 @@ pub(crate) fn for_node(
         }
     }
 
-    let guard =
-        "[ -f /etc/kubernetes/kubelet.conf ] && { echo 'already part of the cluster'; exit 0; }";
+    // kubeadm writes kubelet.conf early; a run that failed after it left a half-made node.
+    // Done means what kubeadm does last exists; half-done stops with the way out.
+    let admin = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
+    let half = |what: &str| {
+        format!(
+            "echo 'a previous {what} stopped half-way on this node: run `kubeadm reset -f` here (it removes what kubeadm made), then kubeha up again' >&2; exit 1"
+        )
+    };
+    let changed_note = "echo 'already done; kubeadm does not apply a changed configuration to a running node (kubeadm upgrade or a node replacement does)'";
     if is_first_cp {
         b.step(
             Phase::Init,
@@ -283,8 +317,11 @@ pub(crate) fn for_node(
             "kubeadm init with the rendered config, skipping the certs phase (kubeha's PKI is in place)",
             vec![paths::KUBEADM_INIT.into()],
             Some(format!(
-                "{guard}\nkubeadm init --config {} --skip-phases=certs",
-                paths::KUBEADM_INIT
+                "if [ -f /etc/kubernetes/admin.conf ] && {admin} -n kube-system get configmap kubeadm-config >/dev/null 2>&1 && {admin} -n kube-system get daemonset kube-proxy >/dev/null 2>&1; then {changed_note}; exit 0; fi\n\
+                 if [ -f /etc/kubernetes/kubelet.conf ] || [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then {half}; fi\n\
+                 kubeadm init --config {} --skip-phases=certs",
+                paths::KUBEADM_INIT,
+                half = half("kubeadm init"),
             )),
             true,
         );
@@ -294,7 +331,8 @@ pub(crate) fn for_node(
             "make sure this run's bootstrap token exists for the joins (tokens expire)",
             vec![paths::JOIN_TOKEN.into()],
             Some(format!(
-                "t=$(cat {tok})\n\
+                "{{ set +x; }} 2>/dev/null # keep the token out of the trace\n\
+                 t=$(cat {tok})\n\
                  kubeadm token list --kubeconfig /etc/kubernetes/admin.conf 2>/dev/null | awk 'NR > 1 {{print $1}}' | grep -qx \"$t\" || \
                  kubeadm token create \"$t\" --ttl 2h --description 'kubeha up' --kubeconfig /etc/kubernetes/admin.conf >/dev/null",
                 tok = paths::JOIN_TOKEN
@@ -303,11 +341,14 @@ pub(crate) fn for_node(
         );
         let cni = match inv.networking.cni {
             Cni::Flannel => Some(format!(
-                "curl -fsSL https://github.com/flannel-io/flannel/releases/download/v0.26.7/kube-flannel.yml | sed 's#10.244.0.0/16#{cidr}#g' | kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -",
+                "curl -fsSL https://github.com/flannel-io/flannel/releases/download/v0.26.7/kube-flannel.yml -o /etc/kubeha/kube-flannel.yml\n\
+                 sed -i 's#10.244.0.0/16#{cidr}#g' /etc/kubeha/kube-flannel.yml\n\
+                 kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f /etc/kubeha/kube-flannel.yml",
                 cidr = inv.networking.pod_cidr
             )),
             Cni::Calico => Some(format!(
                 "kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f https://raw.githubusercontent.com/projectcalico/calico/v3.29.3/manifests/tigera-operator.yaml\n\
+                 kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Established crd/installations.operator.tigera.io --timeout=120s\n\
                  cat <<'EOF' | kubectl --kubeconfig /etc/kubernetes/admin.conf apply -f -\n\
                  apiVersion: operator.tigera.io/v1\nkind: Installation\nmetadata:\n  name: default\nspec:\n  calicoNetwork:\n    ipPools:\n    - cidr: {cidr}\n      encapsulation: VXLANCrossSubnet\n      natOutgoing: Enabled\n      nodeSelector: all()\nEOF",
                 cidr = inv.networking.pod_cidr
@@ -331,8 +372,12 @@ pub(crate) fn for_node(
             "kubeadm join --control-plane with the distributed certificates",
             vec![paths::KUBEADM_JOIN.into()],
             Some(format!(
-                "{guard}\nkubeadm join --config {}",
-                paths::KUBEADM_JOIN
+                "if [ -f /etc/kubernetes/kubelet.conf ] && [ -f /etc/kubernetes/admin.conf ] && {admin} get node {name} -o jsonpath='{{.metadata.labels}}' 2>/dev/null | grep -q node-role.kubernetes.io/control-plane; then {changed_note}; exit 0; fi\n\
+                 if [ -f /etc/kubernetes/kubelet.conf ] || [ -f /etc/kubernetes/manifests/kube-apiserver.yaml ]; then {half}; fi\n\
+                 kubeadm join --config {}",
+                paths::KUBEADM_JOIN,
+                name = q(&node.name),
+                half = half("kubeadm join --control-plane"),
             )),
             true,
         );
@@ -343,8 +388,11 @@ pub(crate) fn for_node(
             "kubeadm join as a worker",
             vec![paths::KUBEADM_JOIN.into()],
             Some(format!(
-                "{guard}\nkubeadm join --config {}",
-                paths::KUBEADM_JOIN
+                "if [ -f /etc/kubernetes/kubelet.conf ]; then {changed_note}; exit 0; fi\n\
+                 if [ -f /etc/kubernetes/bootstrap-kubelet.conf ]; then {half}; fi\n\
+                 kubeadm join --config {}",
+                paths::KUBEADM_JOIN,
+                half = half("kubeadm join"),
             )),
             true,
         );
@@ -356,8 +404,17 @@ pub(crate) fn for_node(
             "every node Ready through the VIP endpoint",
             vec![],
             Some(format!(
-                "for i in $(seq 1 120); do kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://{ep} get nodes -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -qv True || exit 0; sleep 5; done; echo 'nodes not Ready after 10 minutes'; exit 1",
-                ep = inv.endpoint.host_port()
+                "want={count}\n\
+                 for i in $(seq 1 120); do\n\
+                 \x20 if out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://{ep} get nodes -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}'); then\n\
+                 \x20   ready=$(printf '%s\\n' \"$out\" | grep -c '^True$' || true)\n\
+                 \x20   [ \"$ready\" -ge \"$want\" ] && {{ echo \"$ready of $want nodes Ready through https://{ep}\"; exit 0; }}\n\
+                 \x20 fi\n\
+                 \x20 sleep 5\n\
+                 done\n\
+                 echo \"not every node is Ready through https://{ep} after 10 minutes (${{ready:-0}} of $want): kubectl get nodes there tells which\" >&2; exit 1",
+                ep = inv.endpoint.host_port(),
+                count = inv.nodes.len()
             )),
             false,
         );

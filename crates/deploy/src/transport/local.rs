@@ -24,7 +24,19 @@ impl Local {
 
     pub async fn run(&self, exec: &Exec) -> Result<Output, TransportError> {
         let mut argv: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
-        argv.extend(["sh", "-eu", "-c", exec.script.as_str()]);
+        // coreutils timeout ends the script's whole process group (kubeadm, apt) when the time
+        // is up; killing only sh on drop would leave them running.
+        let limit = format!("{}s", exec.timeout.as_secs().max(1));
+        argv.extend([
+            "timeout",
+            "-k",
+            "5s",
+            limit.as_str(),
+            "sh",
+            "-eu",
+            "-c",
+            exec.script.as_str(),
+        ]);
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .stdin(Stdio::piped())
@@ -46,9 +58,14 @@ impl Local {
             let (_, out) = tokio::join!(feed, child.wait_with_output());
             out
         };
-        match tokio::time::timeout(exec.timeout, wait).await {
+        // A little longer than the node-side limit, so `timeout` ends the script first.
+        match tokio::time::timeout(exec.timeout + std::time::Duration::from_secs(6), wait).await {
             Err(_) => Err(TransportError::Timeout(exec.timeout)),
             Ok(Err(e)) => Err(TransportError::Other(format!("sh: {e}"))),
+            // timeout(1) exits 124 (137 after -k) when it ended the script.
+            Ok(Ok(out)) if matches!(out.status.code(), Some(124 | 137)) => {
+                Err(TransportError::Timeout(exec.timeout))
+            }
             Ok(Ok(out)) => Ok(Output {
                 exit: out.status.code(),
                 stdout: out.stdout,

@@ -158,6 +158,7 @@ impl Bed {
                  echo {name} > /etc/kubeha-test-node\n\
                  echo {calls} > /etc/kubeha-test-calls\n\
                  echo 1.31.4 > /etc/kubeha-test-version\n\
+                 echo {count} > /etc/kubeha-test-nodes\n\
                  exec /usr/sbin/sshd -D -e -f {nd}/sshd_config",
                 name = s.name,
                 nd = nd.display(),
@@ -165,6 +166,7 @@ impl Bed {
                 copies = copies.join("\n"),
                 mid = 0xabc0_0000u64 + i as u64,
                 calls = calls.display(),
+                count = specs.len(),
             );
             let p = topo.nodes[i]
                 .ns
