@@ -55,6 +55,17 @@ fn count(r: &Value, outcome: &str) -> usize {
         .sum()
 }
 
+/// The bootstrap token the kubeadm stand-in on master1 made last: this run's (the first one
+/// came with init).
+fn latest_token(bed: &Bed) -> String {
+    let tokens = bed.node_file(0, "/run/kubeha-standin/tokens").unwrap();
+    let last = tokens.lines().last().unwrap_or_default();
+    last.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -406,16 +417,8 @@ fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
     assert_eq!(calls.matches("kubeadm token create").count(), 1, "{calls}");
     // The join config the worker got carries this run's token, which exists in the cluster.
     let join = bed.node_file(4, "/etc/kubeha/kubeadm-join.yaml").unwrap();
-    let tokens = bed.node_file(0, "/run/kubeha-standin/tokens").unwrap();
-    // The last token made is this run's (the first one came with init).
-    let tok = tokens
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert!(join.contains(tok), "{join}");
+    let tok = latest_token(&bed);
+    assert!(join.contains(&tok), "{join}");
     // Verify checked the cluster as a whole.
     let checks: Vec<&str> = r["checks"]
         .as_array()
@@ -468,16 +471,9 @@ fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
         "{steps:?}"
     );
     let join = bed.node_file(3, "/etc/kubeha/kubeadm-join.yaml").unwrap();
-    let tokens = bed.node_file(0, "/run/kubeha-standin/tokens").unwrap();
-    let tok = tokens
-        .lines()
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
+    let tok = latest_token(&bed);
     assert!(
-        join.contains(tok),
+        join.contains(&tok),
         "worker1 joined with a token that exists: {join}"
     );
     // The token never reaches a log.
@@ -489,7 +485,7 @@ fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
         .unwrap();
     let log = std::fs::read_to_string(master1["log"].as_str().unwrap()).unwrap();
     assert!(
-        !log.contains(tok) && log.contains("init/join-token"),
+        !log.contains(&tok) && log.contains("init/join-token"),
         "{log}"
     );
 
