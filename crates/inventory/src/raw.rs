@@ -192,6 +192,8 @@ pub(crate) struct RawFrontdoor {
     pub balance: Option<S<String>>,
     #[serde(default)]
     pub health: Option<S<RawHealth>>,
+    #[serde(default)]
+    pub max_connections: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

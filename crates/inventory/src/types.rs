@@ -339,6 +339,9 @@ pub struct Frontdoor {
     pub preempt: bool,
     pub balance: Balance,
     pub health: Health,
+    /// Client connections the load balancer accepts at once (haproxy's maxconn); `None`:
+    /// the front door's own default, 20000 for haproxy.
+    pub max_connections: Option<u32>,
 }
 
 impl Frontdoor {

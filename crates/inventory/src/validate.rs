@@ -1047,6 +1047,18 @@ fn frontdoor(f: Option<&S<RawFrontdoor>>, sink: &mut Sink) -> Option<Frontdoor> 
     if !ok {
         return None;
     }
+    let max_connections = match &f.max_connections {
+        Some(m) if m.value == 0 || m.value > 1_000_000 => {
+            sink.error(
+                pos(m),
+                "frontdoor.max_connections".to_string(),
+                format!("{} connections is outside 1-1000000", m.value),
+                "each connection costs two file descriptors; 20000 suits most control planes",
+            );
+            return None;
+        }
+        m => m.as_ref().map(|m| m.value),
+    };
     Some(Frontdoor {
         kind: kind?,
         vrid,
@@ -1056,6 +1068,7 @@ fn frontdoor(f: Option<&S<RawFrontdoor>>, sink: &mut Sink) -> Option<Frontdoor> 
         preempt: f.preempt.as_ref().is_none_or(|p| p.value),
         balance: balance?,
         health: health?,
+        max_connections,
     })
 }
 

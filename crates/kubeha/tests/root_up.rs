@@ -743,3 +743,43 @@ fn root_up_runs_on_a_node_itself_with_the_local_transport() {
     assert!(bed.node_file(0, "/etc/kubeha/frontdoor.yaml").is_some());
     assert!(bed.node_file(0, "/etc/kubernetes/kubelet.conf").is_some());
 }
+
+/// `frontdoor.kind: keepalived-haproxy`, the seeds' own front door: up writes both configs,
+/// checks them with `haproxy -c` and `keepalived -t` on the node, starts the real daemons from
+/// Debian's units, and the VIP then answers through haproxy.
+#[test]
+fn root_up_with_keepalived_and_haproxy() {
+    let bed = Bed::start("khup8", specs(3, 0, false));
+    let inv = std::fs::read_to_string(&bed.inventory).unwrap();
+    // This sandbox caps open files at 20000; haproxy needs 2 per connection plus some.
+    let inv = inv.replace(
+        "frontdoor: { kind: builtin,",
+        "frontdoor: { kind: keepalived-haproxy, max_connections: 5000,",
+    );
+    std::fs::write(&bed.inventory, inv).unwrap();
+    let out = bed.kubeha(&["up", "--output", "json"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(3), "{r:#} {}", stderr(&out));
+    assert!(
+        r["checks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("VIP 198.18.0.10 held by master"),
+        "{r:#}"
+    );
+    for i in 0..3 {
+        let calls = bed.node_file(i, "/run/kubeha-standin/calls").unwrap();
+        assert!(calls.contains("restart haproxy keepalived"), "{calls}");
+        assert!(bed.node_file(i, "/usr/local/bin/kubeha").is_none());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = etcd_health_via_vip(&bed) {
+        assert!(
+            Instant::now() < deadline,
+            "no healthy etcd answer through keepalived's VIP and haproxy: {e}\n{}\n{}",
+            unit_log(&bed, 0, "haproxy"),
+            unit_log(&bed, 0, "keepalived")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -152,7 +152,7 @@ pub fn for_node(inv: &Inventory, node: &Node) -> FrontdoorConfig {
         drain_timeout: None,
         connect_timeout: None,
         idle_timeout: None,
-        max_connections: None,
+        max_connections: inv.frontdoor.max_connections.map(|m| m as usize),
     }
 }
 

@@ -90,7 +90,7 @@ pub fn haproxy_cfg(inv: &Inventory) -> Artifact {
 # kubeha: haproxy in front of kube-apiserver for cluster {cluster} (rendered; kubeha up rewrites it)
 global
     log /dev/log local0
-    maxconn 20000
+    maxconn {maxconn}
     daemon
 
 defaults
@@ -109,17 +109,34 @@ frontend kube-apiserver
 
 backend kube-apiserver
     balance {balance}
-    option httpchk GET {path}
-    http-check expect status 200
-    default-server check check-ssl verify required ca-file {ca} inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions
-",
+{check}",
         cluster = inv.cluster.name,
         port = inv.endpoint.port,
-        path = h.path,
-        ca = paths::CA_CERT,
-        inter = h.interval.as_millis(),
-        fall = h.fall,
-        rise = h.rise,
+        maxconn = inv.frontdoor.max_connections.unwrap_or(20000),
+        check = match h.kind {
+            inventory::HealthKind::Https => format!(
+                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check check-ssl verify required ca-file {ca} inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                path = h.path,
+                ca = paths::CA_CERT,
+                inter = h.interval.as_millis(),
+                fall = h.fall,
+                rise = h.rise,
+            ),
+            inventory::HealthKind::Http => format!(
+                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                path = h.path,
+                inter = h.interval.as_millis(),
+                fall = h.fall,
+                rise = h.rise,
+            ),
+            // A connect is the check, as in the front door.
+            inventory::HealthKind::Tcp => format!(
+                "    default-server check inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                inter = h.interval.as_millis(),
+                fall = h.fall,
+                rise = h.rise,
+            ),
+        },
     );
     for n in inv.control_plane() {
         s.push_str(&format!(

@@ -1,7 +1,8 @@
 //! Nodes for `kubeha up` tests: one network namespace per node on the lab bridge, each with a
 //! real sshd in its own mount and UTS namespace. /etc, /usr/local and /var/lib are overlays
 //! (with /var/log) whose writes land in a per-node directory, so kubeha writes "its" node's files and the
-//! host's stay untouched; /run/containerd and /run/kubeha-standin are private tmpfs. Test
+//! host's stay untouched; /run is a private tmpfs (pid files and sockets of each node's own
+//! containerd, etcd, haproxy, keepalived). Test
 //! stand-ins (tests/standins: systemctl, optionally kubeadm/kubectl) go in /usr/local/sbin.
 
 use std::path::{Path, PathBuf};
@@ -83,9 +84,6 @@ impl Bed {
         std::fs::copy(d.join("id_ed25519.pub"), d.join("authorized_keys")).unwrap();
         let calls = d.join("calls.log");
         std::fs::write(&calls, "").unwrap();
-        std::fs::create_dir_all("/run/containerd").unwrap();
-        std::fs::create_dir_all("/run/kubeha-standin").unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
         let mut known = String::new();
         let mut sshd = Vec::new();
         for (i, s) in specs.iter().enumerate() {
@@ -151,7 +149,7 @@ impl Bed {
                  mount -t overlay overlay -o lowerdir=/usr/local,upperdir={nd}/usrlocal.up,workdir={nd}/usrlocal.work /usr/local\n\
                  mount -t overlay overlay -o lowerdir=/var/lib,upperdir={nd}/varlib.up,workdir={nd}/varlib.work /var/lib\n\
                  mount -t overlay overlay -o lowerdir=/var/log,upperdir={nd}/varlog.up,workdir={nd}/varlog.work /var/log\n\
-                 for r in /run/containerd /run/kubeha-standin; do mount -t tmpfs -o mode=755 tmpfs $r; done\n\
+                 mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/containerd /run/kubeha-standin\n\
                  mount -t tmpfs -o mode=755 tmpfs /sys/class && mkdir -p /sys/class/dmi/id && echo {uuid} > /sys/class/dmi/id/product_uuid\n\
                  mkdir -p /usr/local/sbin\n{copies}\n\
                  echo {mid:032x} > /etc/machine-id\n\
