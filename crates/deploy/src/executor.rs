@@ -922,7 +922,7 @@ async fn cluster_checks(
     if plan.frontdoor != "external" && !cps.is_empty() && cps.len() == every_cp {
         let started = Instant::now();
         let limit = Duration::from_secs(15);
-        let script = format!("ip -o -4 addr show | grep -q ' {vip}/' && echo held || echo free");
+        let script = crate::status::vip_probe(&vip);
         let mut holders: Vec<String>;
         // Bounded: 15 s, a probe every 250 ms.
         loop {
@@ -934,7 +934,9 @@ async fn cluster_checks(
                         .run(&Exec::new(script.clone(), Duration::from_secs(10)))
                         .await
                         .ok()?;
-                    (o.stdout_str().trim() == "held").then(|| n.plan.name.clone())
+                    crate::status::parse(&n.plan.name, &o.stdout_str())
+                        .vip_held
+                        .then(|| n.plan.name.clone())
                 }
             });
             holders = futures_util::future::join_all(probes)
@@ -982,12 +984,7 @@ async fn cluster_checks(
             .collect();
         let probes = members.iter().map(|n| async move {
             let t = n.transport.as_ref()?;
-            let script = crate::status::script(&crate::status::Probe {
-                vip: "",
-                address: &n.plan.address,
-                metrics: "127.0.0.1:9100",
-                etcd_member: true,
-            });
+            let script = crate::status::etcd_probe(&n.plan.address);
             let o = t
                 .run(&Exec::new(script, Duration::from_secs(20)))
                 .await

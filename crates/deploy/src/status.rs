@@ -26,25 +26,36 @@ pub const SERVICES: [&str; 6] = [
 pub fn script(p: &Probe<'_>) -> String {
     let mut s = format!(
         "for s in {services}; do for d in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do if [ -f \"$d/$s.service\" ]; then echo \"service $s $(systemctl is-active \"$s\" 2>/dev/null || true)\"; break; fi; done; done\n\
-         if ip -o -4 addr show | grep -q ' {vip}/'; then echo 'vip held'; else echo 'vip not-held'; fi\n\
+         {vip}\
          if [ -f /etc/kubeha/frontdoor.yaml ]; then curl -fsS --max-time 2 {metrics} 2>/dev/null | grep -E '^kubeha_frontdoor_(vrrp_state|vrrp_priority|backend_up)' | sed 's/^/metric /' || echo 'metric unavailable'; fi\n",
         services = SERVICES.join(" "),
-        vip = p.vip,
+        vip = vip_probe(p.vip),
         metrics = sh_quote(&format!("http://{}/metrics", p.metrics)),
     );
     if p.etcd_member {
-        // /health answers only with a quorum; etcdctl (often absent on kubeadm hosts, where
-        // etcd is a static pod) adds whether this member leads.
-        let tls = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
-        s.push_str(&format!(
-            "echo \"etcd-health $(curl -sS --max-time 3 {tls} https://{a}:2379/health 2>&1 | head -c 300 | tr '\\n' ' ')\"\n\
-             if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{a}:2379 {ctl} --dial-timeout=2s --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; fi\n",
-            a = p.address,
-            ctl = tls.replace(" /", "=/"),
-        ));
+        s.push_str(&etcd_probe(p.address));
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// Prints `vip held` or `vip not-held` (for [`parse`]): is `vip` on one of the node's links?
+pub fn vip_probe(vip: &str) -> String {
+    format!(
+        "if ip -o -4 addr show | grep -q ' {vip}/'; then echo 'vip held'; else echo 'vip not-held'; fi\n"
+    )
+}
+
+/// Prints `etcd-health …` and, where etcdctl exists, `etcd <endpoint status>` (for [`parse`]).
+/// /health answers only with a quorum; etcdctl (often absent on kubeadm hosts, where etcd is
+/// a static pod) adds whether this member leads.
+pub fn etcd_probe(address: &str) -> String {
+    let tls = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+    format!(
+        "echo \"etcd-health $(curl -sS --max-time 3 {tls} https://{address}:2379/health 2>&1 | head -c 300 | tr '\\n' ' ')\"\n\
+         if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{address}:2379 {ctl} --dial-timeout=2s --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; fi\n",
+        ctl = tls.replace(" /", "=/"),
+    )
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

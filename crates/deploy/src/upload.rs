@@ -4,11 +4,7 @@
 //! that differs from what kubeha last wrote there was written by someone else: it is copied
 //! to `<path>.kubeha-bak` first and the run says so.
 
-use std::time::Duration;
-
 use plan::Artifact;
-
-use crate::transport::Exec;
 
 /// Where kubeha remembers the digest of each file it wrote.
 pub const FILE_RECORDS: &str = "/var/lib/kubeha/state/files";
@@ -76,16 +72,6 @@ pub fn puts(files: &[&Artifact]) -> (String, Vec<u8>) {
     (script, stdin)
 }
 
-/// Just the files, as one command.
-pub fn exec(files: &[&Artifact], timeout: Duration) -> Exec {
-    let (script, stdin) = puts(files);
-    Exec {
-        script,
-        stdin,
-        timeout,
-    }
-}
-
 /// What happened to each file, from the script's output (other lines are ignored).
 pub fn parse(stdout: &str) -> Vec<(String, Written)> {
     let mut out: Vec<(String, Written)> = Vec::new();
@@ -112,8 +98,21 @@ pub fn parse(stdout: &str) -> Vec<(String, Written)> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::transport::Exec;
     use crate::transport::local::Local;
+
+    /// Just the files, as one command.
+    fn exec(files: &[&Artifact], timeout: Duration) -> Exec {
+        let (script, stdin) = puts(files);
+        Exec {
+            script,
+            stdin,
+            timeout,
+        }
+    }
 
     fn artifact(path: &std::path::Path, body: &str, mode: u32) -> Artifact {
         Artifact {
@@ -128,7 +127,7 @@ mod tests {
 
     // Runs the real script through sh on this machine (as root in CI).
     async fn write(a: &Artifact) -> Written {
-        let out = Local::default()
+        let out = Local
             .run(&exec(&[a], Duration::from_secs(10)))
             .await
             .unwrap();
@@ -151,7 +150,7 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Artifact> = files.iter().collect();
-        let out = Local::default()
+        let out = Local
             .run(&exec(&refs, Duration::from_secs(20)))
             .await
             .unwrap();
@@ -163,7 +162,7 @@ mod tests {
         // Too few bytes on stdin is an error, not a short file.
         let mut e = exec(&refs, Duration::from_secs(20));
         e.stdin.truncate(e.stdin.len() - 1);
-        let out = Local::default().run(&e).await.unwrap();
+        let out = Local.run(&e).await.unwrap();
         assert!(!out.success());
         assert!(
             out.stderr_str().contains("short read writing"),

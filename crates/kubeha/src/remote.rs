@@ -118,7 +118,7 @@ pub async fn connect_all(
             async move {
                 let _permit = sem.acquire().await;
                 if args.local.contains(&n.name) {
-                    return (n.name.clone(), Ok(Transport::Local(Local::default())));
+                    return (n.name.clone(), Ok(Transport::Local(Local)));
                 }
                 let res = match target(n, dir) {
                     Ok(t) => SshSession::connect(&t, opts)

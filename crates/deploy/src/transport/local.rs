@@ -7,38 +7,29 @@ use tokio::process::Command;
 
 use super::{Exec, Output, TransportError};
 
-/// Scripts run with `sh -eu -c`; `wrapper` (e.g. `ip netns exec NS`) is put in front.
+/// Scripts run with `sh -eu -c` under coreutils `timeout`.
 #[derive(Debug, Clone, Default)]
-pub struct Local {
-    pub wrapper: Vec<String>,
-}
+pub struct Local;
 
 impl Local {
     pub fn describe(&self) -> String {
-        if self.wrapper.is_empty() {
-            "local".to_string()
-        } else {
-            format!("local via {}", self.wrapper.join(" "))
-        }
+        "local".to_string()
     }
 
     pub async fn run(&self, exec: &Exec) -> Result<Output, TransportError> {
-        let mut argv: Vec<&str> = self.wrapper.iter().map(String::as_str).collect();
         // coreutils timeout ends the script's whole process group (kubeadm, apt) when the time
         // is up; killing only sh on drop would leave them running.
         let limit = format!("{}s", exec.timeout.as_secs().max(1));
-        argv.extend([
-            "timeout",
-            "-k",
-            "5s",
-            limit.as_str(),
-            "sh",
-            "-eu",
-            "-c",
-            exec.script.as_str(),
-        ]);
-        let mut child = Command::new(argv[0])
-            .args(&argv[1..])
+        let mut child = Command::new("timeout")
+            .args([
+                "-k",
+                "5s",
+                limit.as_str(),
+                "sh",
+                "-eu",
+                "-c",
+                exec.script.as_str(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
