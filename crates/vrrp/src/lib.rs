@@ -6,11 +6,14 @@
 //! - [`router`]: the Initialize / Backup / Master (/ Fault) state machine:
 //!   `Router::handle(Input, now) -> Vec<Action>`.
 //! - [`counters`]: one counter per drop reason.
+//! - [`params`]: [`Vrid`], [`Priority`], [`AdvertInterval`]: the rules for a configured router,
+//!   checked where the value is built (used by the inventory, the front door config, the router).
 //!
 //! The daemon owns sockets, netlink and the clock; this crate only decides.
 
 pub mod counters;
 pub mod packet;
+pub mod params;
 pub mod router;
 pub mod timers;
 
@@ -19,5 +22,6 @@ pub use packet::{
     Advert, Auth, ChecksumMode, DecodeError, Decoded, IpContext, Ipv4Header, Timing, Version,
     decode, decode_ipv4, parse,
 };
+pub use params::{AdvertInterval, ParamError, Priority, Vrid};
 pub use router::{Action, Config, ConfigError, Health, Input, Router, State};
 pub use timers::Instant;

@@ -12,6 +12,7 @@ use crate::packet::{
     self, Advert, Auth, ChecksumMode, Decoded, IpContext, Ipv4Header, Timing, VRRP_MULTICAST,
     Version,
 };
+use crate::params::{AdvertInterval, Priority, Vrid};
 use crate::timers::{Instant, centis, master_down_interval, skew_time};
 
 /// Configuration of one virtual router.
@@ -70,12 +71,30 @@ impl Config {
         }
     }
 
+    /// A v3 router from checked parameters (non-owner), otherwise like [`Config::new`].
+    pub fn v3(
+        vrid: Vrid,
+        priority: Priority,
+        interval: AdvertInterval,
+        primary_address: Ipv4Addr,
+        virtual_addresses: Vec<Ipv4Addr>,
+    ) -> Config {
+        let mut c = Config::new(
+            vrid.get(),
+            priority.get(),
+            primary_address,
+            virtual_addresses,
+        );
+        c.advert_interval_cs = interval.centis();
+        c
+    }
+
+    /// The rules of [`Vrid`], [`Priority`] (or the owner's 255) and, for v3,
+    /// [`AdvertInterval`]; v2 intervals are whole seconds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.vrid == 0 {
-            return Err(ConfigError::Vrid);
-        }
-        if self.priority == 0 {
-            return Err(ConfigError::Priority);
+        Vrid::new(self.vrid).map_err(|_| ConfigError::Vrid)?;
+        if self.priority != Priority::OWNER {
+            Priority::new(self.priority).map_err(|_| ConfigError::Priority)?;
         }
         if self.virtual_addresses.is_empty() || self.virtual_addresses.len() > 255 {
             return Err(ConfigError::AddressCount(self.virtual_addresses.len()));
@@ -83,9 +102,7 @@ impl Config {
         let i = self.advert_interval_cs;
         match self.version {
             Version::V3 => {
-                if i == 0 || i > packet::V3_MAX_INTERVAL_CS {
-                    return Err(ConfigError::Interval(i));
-                }
+                AdvertInterval::from_centis(i).map_err(|_| ConfigError::Interval(i))?;
                 if self.auth != Auth::None {
                     return Err(ConfigError::AuthWithV3);
                 }
