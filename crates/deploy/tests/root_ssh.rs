@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::{LinkedNs, Sshd, keygen, link_namespaces, ns_linked_to_host, ns_name, require_root};
 use deploy::transport::ssh::{SshOptions, SshSession, SshTarget};
 use deploy::transport::{Exec, TransportError};
-use lab::Netns;
 use tempfile::TempDir;
+use testkit::netns::Netns;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -475,7 +475,7 @@ async fn root_ssh_rsa_client_key() {
 #[tokio::test]
 async fn root_ssh_hashed_known_hosts_entry() {
     let f = Fixture::new("hash", 79, 2222, "ed25519");
-    lab::netns::run(
+    testkit::netns::run(
         std::process::Command::new("ssh-keygen")
             .args(["-q", "-H", "-f"])
             .arg(&f.known_hosts),

@@ -139,7 +139,7 @@ fn root_frontdoor_graceful_stop_fails_no_connect() {
     std::thread::sleep(Duration::from_millis(300));
     let samples = client.stop();
     let failed = failures(&samples);
-    let connects = lab::probe::failed_connects(&samples);
+    let connects = testkit::probe::failed_connects(&samples);
     eprintln!(
         "measured: SIGTERM handover: {connects} failed connects, {} requests lost in flight, of {}; longest gap {:?}",
         failed.len() - connects,
@@ -155,7 +155,7 @@ fn root_frontdoor_graceful_stop_fails_no_connect() {
         "failed connects across a graceful handover: {failed:?}"
     );
     assert!(
-        failed.len() <= lab::probe::WORKERS,
+        failed.len() <= testkit::probe::WORKERS,
         "more than the in-flight requests lost: {failed:?}"
     );
     assert_eq!(holders(&lab.t), vec![1]);

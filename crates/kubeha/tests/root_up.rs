@@ -618,8 +618,8 @@ fn root_up_refuses_a_vrid_another_router_uses() {
     .unwrap();
     let (pid, vpid) = (dir.join("k.pid"), dir.join("kv.pid"));
     let log = dir.join("keepalived.log");
-    let _keepalived =
-        lab::probe::keepalived(&bed.topo.client.ns, &conf, &pid, &vpid, &log).expect("keepalived");
+    let _keepalived = testkit::probe::keepalived(&bed.topo.client.ns, &conf, &pid, &vpid, &log)
+        .expect("keepalived");
     let out = bed.kubeha(&["up", "--output", "json"]);
     let r = report(&out);
     assert_eq!(out.status.code(), Some(1), "{r:#}");

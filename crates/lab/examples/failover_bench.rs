@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lab::netns::Netns;
-use lab::probe::{self, Client, within};
 use lab::topology::{VIP, node_address};
 use lab::{Proc, Topology};
+use testkit::probe::{self, Client, within};
 
 const LB_PORT: u16 = 16443;
 const BACKEND_PORT: u16 = 6443;
@@ -144,7 +144,7 @@ impl Lab {
                 let haproxy = ns
                     .spawn(&["haproxy", "-db", "-f", hc.to_str().unwrap()], Some(&log))
                     .unwrap();
-                let vrrp = lab::probe::keepalived(ns, &kc, &pp, &vp, &log).unwrap();
+                let vrrp = probe::keepalived(ns, &kc, &pp, &vp, &log).unwrap();
                 self.nodes[i] = NodeStack {
                     vrrp: Some(vrrp),
                     haproxy: Some(haproxy),

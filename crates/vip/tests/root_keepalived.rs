@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use lab::topology::{VIP, node_address};
-use lab::{Proc, Topology};
+use testkit::netns::topology::{VIP, node_address};
+use testkit::netns::{Proc, Topology};
 
 /// keepalived in node `i`'s namespace with its own pid files (fresh per start), so instances
 /// never collide.
@@ -29,7 +29,7 @@ fn keepalived(t: &Topology, i: usize, peer: usize, priority: u8, dir: &Path) -> 
         dir.join(format!("k{i}-{start_no}.pid")),
         vrrp_pid_file(dir, i, start_no),
     );
-    lab::probe::keepalived(
+    testkit::probe::keepalived(
         &t.nodes[i].ns,
         &path,
         &p,
@@ -47,7 +47,7 @@ fn vrrp_pid_file(dir: &Path, i: usize, start_no: usize) -> std::path::PathBuf {
 /// priority-0 advert goes out (killing only the parent makes the child shut down gracefully).
 fn crash_keepalived(mut ka: Proc, dir: &Path, i: usize, start_no: usize) {
     assert!(
-        lab::probe::kill_keepalived(&ka, &vrrp_pid_file(dir, i, start_no)),
+        testkit::probe::kill_keepalived(&ka, &vrrp_pid_file(dir, i, start_no)),
         "keepalived's VRRP child pid file"
     );
     ka.wait_timeout(Duration::from_secs(2));

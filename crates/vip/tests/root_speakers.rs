@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use lab::Topology;
+use testkit::netns::Topology;
 
 #[test]
 fn root_election_crash_failover_lifetime_and_graceful_handover() {

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab::netns::{self, Netns, Proc};
 use tempfile::TempDir;
+use testkit::netns::{self, Netns, Proc};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
 /// Panics with a clear message when not root (these tests need namespaces and sshd).
 pub fn require_root() {
     assert!(
-        lab::is_root(),
+        netns::is_root(),
         "this test needs root (network namespaces, sshd)"
     );
 }

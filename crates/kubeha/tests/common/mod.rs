@@ -18,7 +18,7 @@ pub use lab::netns::in_netns;
 
 /// nginx answering `GET /` with the node's name and `/healthz` with 200.
 pub fn nginx(t: &Topology, i: usize, dir: &Path) -> Proc {
-    lab::probe::nginx(
+    testkit::probe::nginx(
         &t.nodes[i].ns,
         SocketAddr::from((node_address(i), BACKEND_PORT)),
         i,
@@ -97,14 +97,14 @@ pub fn metrics(t: &Topology, i: usize) -> String {
 
 pub use lab::cluster::metric;
 
-pub use lab::probe::{Sample, failure_kinds, failures, longest_gap, recovery, within};
+pub use testkit::probe::{Sample, failure_kinds, failures, longest_gap, recovery, within};
 
 /// Keeps making fresh connections to VIP:16443 from the client namespace.
-pub struct Client(lab::probe::Client);
+pub struct Client(testkit::probe::Client);
 
 impl Client {
     pub fn start(t: &Topology) -> Client {
-        Client(lab::probe::Client::start(
+        Client(testkit::probe::Client::start(
             t.client.ns.name(),
             SocketAddr::from((VIP, LB_PORT)),
         ))

@@ -4,8 +4,8 @@
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use lab::Topology;
-use lab::topology::{VIP, node_address};
+use testkit::netns::Topology;
+use testkit::netns::topology::{VIP, node_address};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vip::{SpeakerConfig, Status};
@@ -98,7 +98,7 @@ pub fn holders(t: &Topology) -> Vec<usize> {
     (0..t.nodes.len()).filter(|&i| holds_vip(t, i)).collect()
 }
 
-pub use lab::probe::within;
+pub use testkit::within;
 
 pub fn client_reaches_vip(t: &Topology) -> bool {
     t.client

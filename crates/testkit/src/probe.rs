@@ -1,6 +1,6 @@
 //! Measuring a front door from the outside: nginx backends in node namespaces and a client
 //! that keeps making fresh connections through the VIP and records what happened when. Used by
-//! the integration tests and bench/failover.
+//! the integration tests and bench/failover (crates/lab/examples/failover_bench.rs).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::LabError;
-use crate::netns::{Netns, Proc, in_netns};
+use netns::{Error, Netns, Proc, in_netns};
 
 /// nginx listening on `addr`, answering `GET /` with `node<index>` and `/healthz` with 200.
-pub fn nginx(ns: &Netns, addr: SocketAddr, index: usize, dir: &Path) -> Result<Proc, LabError> {
+pub fn nginx(ns: &Netns, addr: SocketAddr, index: usize, dir: &Path) -> Result<Proc, Error> {
     let d = dir.join(format!("nginx{index}"));
-    std::fs::create_dir_all(&d).map_err(|e| LabError::Spawn(d.display().to_string(), e))?;
+    std::fs::create_dir_all(&d).map_err(|e| Error::Spawn(d.display().to_string(), e))?;
     let conf = format!(
         "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
          events {{ worker_connections 4096; }}\n\
@@ -26,7 +25,7 @@ pub fn nginx(ns: &Netns, addr: SocketAddr, index: usize, dir: &Path) -> Result<P
         d = d.display(),
     );
     let path = d.join("nginx.conf");
-    std::fs::write(&path, conf).map_err(|e| LabError::Spawn(path.display().to_string(), e))?;
+    std::fs::write(&path, conf).map_err(|e| Error::Spawn(path.display().to_string(), e))?;
     ns.spawn(
         &["nginx", "-c", path.to_str().unwrap_or_default()],
         Some(&d.join("stderr.log")),
@@ -41,7 +40,7 @@ pub fn keepalived(
     pidfile: &Path,
     vrrp_pidfile: &Path,
     log: &Path,
-) -> Result<Proc, LabError> {
+) -> Result<Proc, Error> {
     let arg = |p: &Path| p.to_str().unwrap_or_default().to_string();
     let (c, p, r) = (arg(conf), arg(pidfile), arg(vrrp_pidfile));
     ns.spawn(
@@ -91,7 +90,7 @@ pub struct Sample {
 /// worker).
 pub struct Client {
     stop: Arc<AtomicBool>,
-    handles: Vec<std::thread::JoinHandle<Result<Vec<Sample>, LabError>>>,
+    handles: Vec<std::thread::JoinHandle<Result<Vec<Sample>, Error>>>,
     pub start: Instant,
 }
 

@@ -3,8 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::LabError;
-use crate::netns::Netns;
+use crate::{Error, Netns};
 
 /// Node `i` (0-based) gets 198.18.0.(11 + i); the client 198.18.0.100; the VIP is .10.
 pub const SUBNET_PREFIX: u8 = 24;
@@ -35,9 +34,9 @@ pub struct Topology {
 impl Topology {
     /// Builds `name-hub` (bridge br0), `name-n0..` and `name-client`. On any error the parts
     /// made so far are removed by their guards.
-    pub fn build(name: &str, nodes: usize) -> Result<Topology, LabError> {
+    pub fn build(name: &str, nodes: usize) -> Result<Topology, Error> {
         if nodes == 0 || nodes > 50 {
-            return Err(LabError::Invalid(format!("{nodes} nodes: use 1 to 50")));
+            return Err(Error::Invalid(format!("{nodes} nodes: use 1 to 50")));
         }
         let hub = Netns::create(&format!("{name}-hub"))?;
         hub.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
@@ -75,7 +74,7 @@ impl Topology {
 
     /// Pulls (up = false) or plugs back (up = true) node `i`'s cable: its bridge port goes down,
     /// so the node sees no carrier while its own interface stays configured.
-    pub fn cable(&self, i: usize, up: bool) -> Result<(), LabError> {
+    pub fn cable(&self, i: usize, up: bool) -> Result<(), Error> {
         let state = if up { "up" } else { "down" };
         self.hub
             .exec(&["ip", "link", "set", &self.nodes[i].port, state])?;
@@ -91,7 +90,7 @@ impl Topology {
     }
 }
 
-fn plug(hub: &Netns, ns_name: &str, port: &str, address: Ipv4Addr) -> Result<Host, LabError> {
+fn plug(hub: &Netns, ns_name: &str, port: &str, address: Ipv4Addr) -> Result<Host, Error> {
     let ns = Netns::create(ns_name)?;
     hub.exec(&[
         "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns_name,

@@ -1,24 +1,51 @@
-//! Network namespaces and the processes started in them, each removed by its guard's Drop,
-//! also when a test fails half-way.
+//! Node namespaces on one Linux machine: network namespaces and the processes started in them,
+//! each removed by its guard's Drop, also when a test fails half-way; `topology` puts N of them
+//! on a bridge. Used by `kubeha lab` (through the lab crate) and by the root tests. Depends on
+//! no other kubeha crate, so any crate's tests can use it.
+
+pub mod topology;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::LabError;
+pub use topology::{Host, Topology};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start {0}: {1}")]
+    Spawn(String, #[source] std::io::Error),
+    #[error("{command} failed with status {status}: {stderr}")]
+    Command {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+    #[error(
+        "network namespace {0} already exists and is not this lab's; remove it or pick another --name"
+    )]
+    Exists(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Whether this process may create namespaces (root).
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
 
 /// Runs `ip` with arguments; an error carries the command and its stderr.
-pub fn ip(args: &[&str]) -> Result<String, LabError> {
+pub fn ip(args: &[&str]) -> Result<String, Error> {
     run(Command::new("ip").args(args))
 }
 
 /// Runs a command to completion and returns stdout, or an error naming the command.
-pub fn run(cmd: &mut Command) -> Result<String, LabError> {
+pub fn run(cmd: &mut Command) -> Result<String, Error> {
     let out: Output = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| LabError::Spawn(format!("{cmd:?}"), e))?;
+        .map_err(|e| Error::Spawn(format!("{cmd:?}"), e))?;
     if !out.status.success() {
-        return Err(LabError::Command {
+        return Err(Error::Command {
             command: format!("{cmd:?}"),
             status: out.status.code().unwrap_or(-1),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -32,21 +59,21 @@ pub fn run(cmd: &mut Command) -> Result<String, LabError> {
 pub fn in_netns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<Result<T, LabError>> {
+) -> std::thread::JoinHandle<Result<T, Error>> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(&path).map_err(|e| LabError::Spawn(path.clone(), e))?;
+        let file = std::fs::File::open(&path).map_err(|e| Error::Spawn(path.clone(), e))?;
         // SAFETY: setns changes only this thread's namespace; the fd is valid for the call.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(LabError::Spawn(path, std::io::Error::last_os_error()));
+            return Err(Error::Spawn(path, std::io::Error::last_os_error()));
         }
         Ok(f())
     })
 }
 
 /// Names of the network namespaces that exist now.
-pub fn list() -> Result<Vec<String>, LabError> {
+pub fn list() -> Result<Vec<String>, Error> {
     Ok(ip(&["netns", "list"])?
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
@@ -62,9 +89,9 @@ pub struct Netns {
 
 impl Netns {
     /// Creates the namespace; refuses one that already exists (it is not ours to take over).
-    pub fn create(name: &str) -> Result<Netns, LabError> {
+    pub fn create(name: &str) -> Result<Netns, Error> {
         if list()?.iter().any(|n| n == name) {
-            return Err(LabError::Exists(name.to_string()));
+            return Err(Error::Exists(name.to_string()));
         }
         ip(&["netns", "add", name])?;
         let ns = Netns {
@@ -109,14 +136,14 @@ impl Netns {
     }
 
     /// Runs a command inside the namespace to completion.
-    pub fn exec(&self, argv: &[&str]) -> Result<String, LabError> {
+    pub fn exec(&self, argv: &[&str]) -> Result<String, Error> {
         let mut c = self.command(argv[0]);
         c.args(&argv[1..]);
         run(&mut c)
     }
 
     /// Starts a long-running process inside the namespace; its guard kills it by PID.
-    pub fn spawn(&self, argv: &[&str], log: Option<&std::path::Path>) -> Result<Proc, LabError> {
+    pub fn spawn(&self, argv: &[&str], log: Option<&std::path::Path>) -> Result<Proc, Error> {
         let mut c = self.command(argv[0]);
         c.args(&argv[1..]).stdin(Stdio::null());
         match log {
@@ -125,17 +152,17 @@ impl Netns {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| LabError::Spawn(path.display().to_string(), e))?;
+                    .map_err(|e| Error::Spawn(path.display().to_string(), e))?;
                 let f2 = f
                     .try_clone()
-                    .map_err(|e| LabError::Spawn(path.display().to_string(), e))?;
+                    .map_err(|e| Error::Spawn(path.display().to_string(), e))?;
                 c.stdout(f).stderr(f2);
             }
             None => {
                 c.stdout(Stdio::null()).stderr(Stdio::null());
             }
         }
-        let child = c.spawn().map_err(|e| LabError::Spawn(argv.join(" "), e))?;
+        let child = c.spawn().map_err(|e| Error::Spawn(argv.join(" "), e))?;
         Ok(Proc {
             child: Some(child),
             what: format!("{} in {}", argv.join(" "), self.name),
@@ -150,7 +177,7 @@ impl Netns {
     }
 
     /// Kills every process inside and deletes the namespace. Bounded: gives up after 5 s.
-    pub fn destroy(&self) -> Result<(), LabError> {
+    pub fn destroy(&self) -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let pids = self.pids();
