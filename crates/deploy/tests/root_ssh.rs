@@ -73,6 +73,9 @@ impl Fixture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_ssh_exit_output_stdin_and_concurrent_runs() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("run", 71, 22, "ed25519");
     let s = Arc::new(f.connect().await);
     assert_eq!(s.describe(), format!("ssh root@{}:22", f.sshd.addr));
@@ -141,6 +144,9 @@ async fn root_ssh_exit_output_stdin_and_concurrent_runs() {
 
 #[tokio::test]
 async fn root_ssh_timeout() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("tmo", 72, 22, "ed25519");
     let s = f.connect().await;
     let start = Instant::now();
@@ -169,6 +175,9 @@ async fn root_ssh_timeout() {
 
 #[tokio::test]
 async fn root_ssh_connection_lost_is_an_error() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("lost", 80, 22, "ed25519");
     let s = f.connect().await;
     let exec = Exec::new("sleep 20", T);
@@ -197,6 +206,9 @@ async fn root_ssh_connection_lost_is_an_error() {
 
 #[tokio::test]
 async fn root_ssh_unknown_host_key_refused_then_learned() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("new", 73, 2200, "ed25519");
     // A known_hosts that does not exist yet, in a directory that does not exist yet.
     let kh = f.dir.path().join("fresh/known_hosts");
@@ -241,6 +253,9 @@ async fn root_ssh_unknown_host_key_refused_then_learned() {
 
 #[tokio::test]
 async fn root_ssh_host_key_mismatch_always_refused() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("mis", 74, 22, "ed25519");
     let (_, other) = keygen(f.dir.path(), "impostor", "ed25519");
     let other: String = other
@@ -274,6 +289,9 @@ async fn root_ssh_host_key_mismatch_always_refused() {
 
 #[tokio::test]
 async fn root_ssh_wrong_client_key_is_an_auth_error() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("auth", 75, 22, "ed25519");
     let (stranger, _) = keygen(f.dir.path(), "stranger", "ed25519");
     let mut target = f.target();
@@ -304,6 +322,9 @@ async fn root_ssh_wrong_client_key_is_an_auth_error() {
 
 #[tokio::test]
 async fn root_ssh_jump_host() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = keygen(dir.path(), "client", "ed25519");
@@ -389,6 +410,9 @@ async fn root_ssh_jump_host() {
 /// so each case runs this test binary again (`agent_child` below) with its own environment.
 #[tokio::test]
 async fn root_ssh_agent_then_default_keys() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("agent", 81, 22, "ed25519");
     let sock = f.dir.path().join("agent.sock");
     let sock_s = sock.display().to_string();
@@ -464,6 +488,9 @@ async fn agent_child() {
 
 #[tokio::test]
 async fn root_ssh_rsa_client_key() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     // Debian's sshd refuses SHA-1 `ssh-rsa` signatures, so success means rsa-sha2 was used.
     let f = Fixture::new("rsa", 77, 22, "rsa");
     let s = f.connect().await;
@@ -474,6 +501,9 @@ async fn root_ssh_rsa_client_key() {
 
 #[tokio::test]
 async fn root_ssh_hashed_known_hosts_entry() {
+    if testkit::skip_without_root("root_ssh") {
+        return;
+    }
     let f = Fixture::new("hash", 79, 2222, "ed25519");
     testkit::netns::run(
         std::process::Command::new("ssh-keygen")

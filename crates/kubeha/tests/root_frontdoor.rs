@@ -64,6 +64,9 @@ impl Lab {
 
 #[test]
 fn root_frontdoor_crash_failover_and_vip_lifetime() {
+    if testkit::skip_without_root("root_frontdoor") {
+        return;
+    }
     let mut lab = Lab::up("fc");
     let client = Client::start(&lab.t);
     std::thread::sleep(Duration::from_millis(300));
@@ -128,6 +131,9 @@ fn root_frontdoor_crash_failover_and_vip_lifetime() {
 
 #[test]
 fn root_frontdoor_graceful_stop_fails_no_connect() {
+    if testkit::skip_without_root("root_frontdoor") {
+        return;
+    }
     let mut lab = Lab::up("fg");
     let client = Client::start(&lab.t);
     std::thread::sleep(Duration::from_millis(300));
@@ -164,6 +170,9 @@ fn root_frontdoor_graceful_stop_fails_no_connect() {
 
 #[test]
 fn root_frontdoor_cable_pull_then_heal_one_holder() {
+    if testkit::skip_without_root("root_frontdoor") {
+        return;
+    }
     let lab = Lab::up("fl");
     lab.t.cable(0, false).unwrap();
     assert!(
@@ -186,6 +195,9 @@ fn root_frontdoor_cable_pull_then_heal_one_holder() {
 
 #[test]
 fn root_frontdoor_backend_death_is_invisible_and_priority_follows_health() {
+    if testkit::skip_without_root("root_frontdoor") {
+        return;
+    }
     let mut lab = Lab::up("fb");
     let client = Client::start(&lab.t);
     std::thread::sleep(Duration::from_millis(300));
@@ -276,6 +288,9 @@ fn hostile(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, corrupt_checksum: bool) -> Vec
 
 #[test]
 fn root_frontdoor_hostile_adverts_change_nothing_and_are_counted() {
+    if testkit::skip_without_root("root_frontdoor") {
+        return;
+    }
     let lab = Lab::up("fh");
     let node0 = addr(0);
     let peer = addr(1);

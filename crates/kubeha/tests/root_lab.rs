@@ -79,6 +79,9 @@ fn pids(state: &serde_json::Value) -> Vec<i64> {
 
 #[test]
 fn root_lab_drill_keeps_every_acknowledged_write() {
+    if testkit::skip_without_root("root_lab") {
+        return;
+    }
     let name = lab_name('d');
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
@@ -194,6 +197,9 @@ fn refused(cmd: &mut Command, name: &str, dir: &Path, want: &str, allowed: &[Str
 
 #[test]
 fn root_lab_up_refuses_a_namespace_that_is_not_its_own() {
+    if testkit::skip_without_root("root_lab") {
+        return;
+    }
     let name = lab_name('x');
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
@@ -221,6 +227,9 @@ fn root_lab_up_refuses_a_namespace_that_is_not_its_own() {
 
 #[test]
 fn root_lab_up_needs_etcd() {
+    if testkit::skip_without_root("root_lab") {
+        return;
+    }
     let name = lab_name('e');
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
@@ -238,6 +247,9 @@ fn root_lab_up_needs_etcd() {
 
 #[test]
 fn root_lab_up_needs_root() {
+    if testkit::skip_without_root("root_lab") {
+        return;
+    }
     let name = lab_name('r');
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");

@@ -114,6 +114,9 @@ fn unit_log(bed: &Bed, i: usize, unit: &str) -> String {
 
 #[test]
 fn root_up_forms_etcd_behind_the_vip_stops_at_kubeadm_and_reruns_clean() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup1", specs(3, 2, false));
     let t0 = Instant::now();
     let out = bed.kubeha(&["up", "--output", "json"]);
@@ -311,6 +314,9 @@ fn root_up_forms_etcd_behind_the_vip_stops_at_kubeadm_and_reruns_clean() {
 
 #[test]
 fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup2", specs(3, 2, true));
     bed.on_node(4, "touch /etc/kubeha-test-fail-join");
     let out = bed.kubeha(&["up", "--output", "json"]);
@@ -523,6 +529,9 @@ fn root_up_runs_kubeadm_in_order_and_isolates_a_failing_worker() {
 
 #[test]
 fn root_up_preflight_names_nodes_with_the_same_product_uuid_or_mac() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let mut s = specs(2, 2, false);
     s[3].product_uuid = s[0].product_uuid.clone();
     s[1].extra_mac = Some("02:00:5e:10:00:99".into());
@@ -558,6 +567,9 @@ fn root_up_preflight_names_nodes_with_the_same_product_uuid_or_mac() {
 /// the wall times. Asserts success and a clean re-run at any size.
 #[test]
 fn root_up_many_nodes_then_a_clean_rerun() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let workers: usize = std::env::var("KUBEHA_UP_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -606,6 +618,9 @@ fn root_up_many_nodes_then_a_clean_rerun() {
 /// the default) is found before the front door starts; nothing fights over the VIP.
 #[test]
 fn root_up_refuses_a_vrid_another_router_uses() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup5", specs(1, 0, false));
     let dir = bed.dir.path();
     let conf = dir.join("keepalived.conf");
@@ -648,6 +663,9 @@ fn root_up_refuses_a_vrid_another_router_uses() {
 /// stand-ins) copied to every node and installed with the real dpkg, then held with apt-mark.
 #[test]
 fn root_up_installs_an_offline_bundle_with_dpkg() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup6", specs(1, 1, false));
     let bundle = bed.dir.path().join("bundle");
     let standins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
@@ -718,6 +736,9 @@ fn root_up_installs_an_offline_bundle_with_dpkg() {
 /// (`--local`), the others over SSH.
 #[test]
 fn root_up_runs_on_a_node_itself_with_the_local_transport() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup7", specs(1, 1, true));
     let out = bed.kubeha_on_node(0, &["up", "--local", "master1", "--output", "json"]);
     let r = report(&out);
@@ -741,6 +762,9 @@ fn root_up_runs_on_a_node_itself_with_the_local_transport() {
 /// Debian's units, and the VIP then answers through haproxy.
 #[test]
 fn root_up_with_keepalived_and_haproxy() {
+    if testkit::skip_without_root("root_up") {
+        return;
+    }
     let bed = Bed::start("khup8", specs(3, 0, false));
     let inv = std::fs::read_to_string(&bed.inventory).unwrap();
     // This sandbox caps open files at 20000; haproxy needs 2 per connection plus some.

@@ -17,6 +17,9 @@ fn ping_soon(from: &lab::Host, to: std::net::Ipv4Addr) -> bool {
 
 #[test]
 fn root_three_nodes_reach_each_other_and_cleanup_is_complete() {
+    if testkit::skip_without_root("root_topology") {
+        return;
+    }
     let name = format!("khlt{}", std::process::id());
     let names;
     {
@@ -51,6 +54,9 @@ fn root_three_nodes_reach_each_other_and_cleanup_is_complete() {
 
 #[test]
 fn root_existing_namespace_is_refused() {
+    if testkit::skip_without_root("root_topology") {
+        return;
+    }
     let name = format!("khlx{}", std::process::id());
     let _first = lab::Netns::create(&format!("{name}-hub")).unwrap();
     let err = Topology::build(&name, 1).unwrap_err();

@@ -32,10 +32,11 @@ pub fn skip_without_root(group: &str) -> bool {
         .map(|mut said| said.insert(group.to_string()))
         .unwrap_or(true);
     if first {
-        // Straight to the stderr handle: the test harness captures eprintln!, not this.
+        // Straight to the stderr handle: the test harness captures eprintln!, not this. The
+        // newline first: a quiet run's progress dots may be on the line.
         let _ = writeln!(
             std::io::stderr().lock(),
-            "skipped (needs root): {group} — run as root or via scripts/test.sh"
+            "\nskipped (needs root): {group} — run as root or via scripts/test.sh"
         );
     }
     true

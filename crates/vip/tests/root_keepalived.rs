@@ -59,6 +59,9 @@ fn log(dir: &Path, i: usize) -> String {
 
 #[test]
 fn root_keepalived_interop_both_ways() {
+    if testkit::skip_without_root("root_keepalived") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let t = Topology::build(&format!("khka{}", std::process::id()), 2).unwrap();
     let ours_ns = t.nodes[0].ns.name().to_string();

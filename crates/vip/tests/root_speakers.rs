@@ -11,6 +11,9 @@ use testkit::netns::Topology;
 
 #[test]
 fn root_election_crash_failover_lifetime_and_graceful_handover() {
+    if testkit::skip_without_root("root_speakers") {
+        return;
+    }
     let t = Topology::build(&format!("khsp{}", std::process::id()), 3).unwrap();
     let names: Vec<String> = t.nodes.iter().map(|h| h.ns.name().to_string()).collect();
     let mut speakers: Vec<Option<Running>> = (0..3)
@@ -77,6 +80,9 @@ fn root_election_crash_failover_lifetime_and_graceful_handover() {
 
 #[test]
 fn root_cable_pull_then_heal_leaves_exactly_one_holder() {
+    if testkit::skip_without_root("root_speakers") {
+        return;
+    }
     let t = Topology::build(&format!("khsc{}", std::process::id()), 3).unwrap();
     let names: Vec<String> = t.nodes.iter().map(|h| h.ns.name().to_string()).collect();
     let _speakers: Vec<Running> = (0..3)
