@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::store::CLUSTER_MARKER;
+
 /// Everything that can go wrong in this crate. No function of the crate panics on bad input
 /// files; they return one of these.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,21 @@ pub enum PkiError {
         reason: String,
         /// What stops working when it is replaced.
         breaks: String,
+    },
+
+    /// The store was issued for another cluster (its `cluster-name` file says which).
+    #[error(
+        "{} belongs to cluster {store:?}, not {wanted:?} (see its {CLUSTER_MARKER} file): give \
+         this inventory a store of its own with --pki-dir DIR (kubeha pki: --dir DIR)",
+        dir.display()
+    )]
+    OtherCluster {
+        /// The store directory.
+        dir: PathBuf,
+        /// The cluster the store belongs to.
+        store: String,
+        /// The cluster of the spec.
+        wanted: String,
     },
 
     /// A file that `issue` should have written is missing.

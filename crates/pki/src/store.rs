@@ -8,7 +8,12 @@
 //! members/<node>/pki/etcd/   each etcd member's server.{crt,key} and peer.{crt,key}
 //! nodes/<node>/...           per-node trees, ready to copy to /etc/kubernetes (copies)
 //! replaced/<unix-time>/...   CAs moved aside by an explicit --replace-ca
+//! cluster-name               the name of the cluster the store belongs to
 //! ```
+//!
+//! A store belongs to one cluster: `issue` writes `cluster-name` (and adopts a store made
+//! before that file existed), and `issue` and `node_artifacts` refuse a spec of another
+//! cluster, so two inventories side by side never mix their certificates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -28,6 +33,9 @@ use crate::x509::{
     BACKDATE, Ca, LeafTemplate, generate_key, key_type_of, parse_cert, parse_key, pem_certs,
     public_key_pem, verify_signed_by,
 };
+
+/// The file in the store directory naming the cluster the store belongs to.
+pub const CLUSTER_MARKER: &str = "cluster-name";
 
 /// Where `/etc/kubernetes` artifacts are rooted on a node.
 pub const NODE_ROOT: &str = "/etc/kubernetes";
@@ -217,6 +225,7 @@ impl Store {
         opts: &IssueOptions,
     ) -> Result<Report, PkiError> {
         spec.validate()?;
+        let marked = self.check_cluster(spec)?;
         let mut report = Report::default();
 
         // Decide about every CA before writing anything.
@@ -236,6 +245,10 @@ impl Store {
             states.push((kind, st));
         }
         create_dir(&self.root)?;
+        if !marked {
+            let name = format!("{}\n", spec.cluster_name);
+            write_atomic(&self.p(CLUSTER_MARKER), name.as_bytes(), CERT_MODE)?;
+        }
 
         let mut cas: BTreeMap<CaKind, Ca> = BTreeMap::new();
         for (kind, st) in states {
@@ -353,6 +366,7 @@ impl Store {
         spec: &PkiSpec,
     ) -> Result<BTreeMap<String, Vec<Artifact>>, PkiError> {
         spec.validate()?;
+        self.check_cluster(spec)?;
         let mut out = BTreeMap::new();
         for (node, files) in layout::node_files(spec) {
             let mut v = Vec::with_capacity(files.len());
@@ -369,6 +383,23 @@ impl Store {
             out.insert(node, v);
         }
         Ok(out)
+    }
+
+    /// Refuses a spec of another cluster than the one named in the store's `cluster-name`;
+    /// returns whether that file exists (a store without it belongs to whoever issues next).
+    fn check_cluster(&self, spec: &PkiSpec) -> Result<bool, PkiError> {
+        let Some(bytes) = self.read(CLUSTER_MARKER)? else {
+            return Ok(false);
+        };
+        let store = String::from_utf8_lossy(&bytes).trim().to_string();
+        if store != spec.cluster_name {
+            return Err(PkiError::OtherCluster {
+                dir: self.root.clone(),
+                store,
+                wanted: spec.cluster_name.clone(),
+            });
+        }
+        Ok(true)
     }
 
     /// The directory holding the tree of `node` (copy its content to /etc/kubernetes).

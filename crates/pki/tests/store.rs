@@ -766,3 +766,63 @@ fn check_lists_every_certificate_including_kubeconfig_ones() {
     assert!(!r.ok(0));
     assert!(inspect_node_tree(&d.path().join("missing"), fixed_now()).is_err());
 }
+
+#[test]
+fn a_store_belongs_to_one_cluster() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path());
+    let prod = spec(KeyType::EcdsaP256);
+    store.issue(&prod, fixed_now(), &opts()).unwrap();
+    assert_eq!(
+        fs::read_to_string(d.path().join(pki::store::CLUSTER_MARKER)).unwrap(),
+        "kubernetes\n"
+    );
+    let before = snapshot(d.path());
+
+    // Another inventory beside the first one: another cluster name, other nodes.
+    let mut lab = spec(KeyType::EcdsaP256);
+    lab.cluster_name = "lab".into();
+    lab.control_plane.truncate(1);
+    lab.control_plane[0].name = "cp1".into();
+    lab.etcd = lab.control_plane.clone();
+    for err in [
+        store.node_artifacts(&lab).unwrap_err(),
+        store.issue(&lab, fixed_now(), &opts()).unwrap_err(),
+    ] {
+        assert!(matches!(err, PkiError::OtherCluster { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        assert!(
+            msg.contains("belongs to cluster \"kubernetes\", not \"lab\""),
+            "{msg}"
+        );
+        assert!(msg.contains("--pki-dir"), "says what to do: {msg}");
+    }
+    assert_eq!(changed(&before, &snapshot(d.path())), Vec::<String>::new());
+    // Its own cluster still works.
+    assert_eq!(store.node_artifacts(&prod).unwrap().len(), 3);
+}
+
+#[test]
+fn a_store_without_a_cluster_name_is_adopted() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(d.path());
+    let s = spec(KeyType::EcdsaP256);
+    store.issue(&s, fixed_now(), &opts()).unwrap();
+    // As written before stores named their cluster.
+    fs::remove_file(d.path().join(pki::store::CLUSTER_MARKER)).unwrap();
+    let before = snapshot(d.path());
+    assert_eq!(store.node_artifacts(&s).unwrap().len(), 3);
+    let again = store.issue(&s, fixed_now(), &opts()).unwrap();
+    assert_eq!(again.changed().count(), 0, "{again}");
+    assert_eq!(
+        changed(&before, &snapshot(d.path())),
+        vec![pki::store::CLUSTER_MARKER.to_string()]
+    );
+    let mut other = s.clone();
+    other.cluster_name = "other".into();
+    assert!(matches!(
+        store.node_artifacts(&other),
+        Err(PkiError::OtherCluster { .. })
+    ));
+}
