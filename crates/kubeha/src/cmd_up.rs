@@ -73,6 +73,12 @@ pub fn run(args: UpArgs) -> u8 {
                     "kubeha up: PKI in {}: {changed} file(s) issued or updated",
                     pki_dir.display()
                 );
+                if args.dry_run {
+                    eprintln!(
+                        "kubeha up: --dry-run wrote that PKI to disk: the dry run compares the nodes with \
+                         the certificates the real run installs, and the real run reuses them"
+                    );
+                }
             }
             for w in &r.warnings {
                 eprintln!("kubeha up: PKI: {w}");
