@@ -1,25 +1,30 @@
-//! The daemon's config file (`kubeha frontdoor run -c frontdoor.yaml`): the format that
-//! `kubeha plan` renders (`render::frontdoor::FrontdoorConfig`), parsed with positions and
-//! turned into typed settings. Errors name file:line:column and the field.
+//! The daemon's config file (`kubeha frontdoor run -c frontdoor.yaml`). The format and its
+//! checks live in crate `frontdoor-config` (re-exported here, so `render` can build the file
+//! without depending on the daemon); this module turns a parsed file into what the daemon
+//! runs with, reading the files it names (CA, client certificate). Errors name
+//! file:line:column and the field.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use render::frontdoor::FrontdoorConfig;
+pub use frontdoor_config::{
+    AdvertInterval, Checksum, ConfigError, DEFAULT_METRICS_ADDR, FrontdoorConfig, HealthConfig,
+    HealthKind, Metrics, Parsed, Pos, Priority, VipCidr, Vrid, defaults,
+};
 
 use crate::health::{CheckKind, ClientIdentity, HealthCheck};
 use crate::pool::Balance;
 use crate::proxy::ProxyConfig;
 
-/// Everything the daemon needs, validated.
+/// Everything the daemon needs, validated, defaults applied.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub interface: String,
     pub vip: Ipv4Addr,
     pub vip_prefix: u8,
-    pub vrid: u8,
-    pub priority: u8,
+    pub vrid: Vrid,
+    pub priority: Priority,
     pub advert_interval_cs: u16,
     pub unicast_peers: Vec<Ipv4Addr>,
     /// This node's address; `None` = the interface's primary IPv4 address.
@@ -36,337 +41,94 @@ pub struct DaemonConfig {
     pub handover_timeout: Duration,
 }
 
-/// A config problem, printed as `file:line:column: error: field: message (hint)`.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}:{column}: error: {field}: {message} ({hint})")]
-pub struct ConfigError {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    pub field: String,
-    pub message: String,
-    pub hint: String,
-}
-
+/// Reads, parses and resolves a config file.
 pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
-        line: 0,
-        column: 0,
-        field: "-c".into(),
-        message: format!("cannot read the file: {e}"),
-        hint: "give the path of a front door config; `kubeha plan -o DIR` writes one per control-plane node".into(),
-    })?;
-    parse(&text, &file)
+    resolve(&frontdoor_config::load(path)?)
 }
 
-/// Finds the line and column of `key:` in the text, for errors about a parsed value.
-fn place(text: &str, key: &str) -> (u64, u64) {
-    let leaf = key.rsplit('.').next().unwrap_or(key);
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with(&format!("{leaf}:")) {
-            let col = line.len() - trimmed.len() + leaf.len() + 2;
-            let value_col = line[col.min(line.len())..]
-                .find(|c: char| !c.is_whitespace())
-                .map_or(col, |o| col + o);
-            return (i as u64 + 1, value_col as u64 + 1);
-        }
-    }
-    (0, 0)
-}
-
+/// Parses and resolves config text; `file` is the name used in errors.
 pub fn parse(text: &str, file: &str) -> Result<DaemonConfig, ConfigError> {
-    let raw: FrontdoorConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let msg = e.without_snippet().to_string();
-        let msg = msg
-            .split_once(": ")
-            .filter(|(a, _)| a.contains("line"))
-            .map_or(msg.as_str(), |(_, b)| b);
-        let msg = msg.rsplit_once(" at line ").map_or(msg, |(a, _)| a);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            column,
-            field: "yaml".into(),
-            message: msg.to_string(),
-            hint: "see docs/frontdoor.md for every field".into(),
-        }
-    })?;
-    let err = |field: &str, message: String, hint: &str| {
-        let (line, column) = place(text, field);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            column,
-            field: field.to_string(),
-            message,
-            hint: hint.to_string(),
-        }
-    };
-    let dur = |field: &str, v: &str| {
-        humantime::parse_duration(v.trim()).map_err(|e| {
-            err(
-                field,
-                format!("`{v}` is not a duration: {e}"),
-                "write it like 100ms or 2s",
-            )
-        })
-    };
-    let dur_or = |field: &str, v: &Option<String>, default: Duration| match v {
-        Some(v) => dur(field, v),
-        None => Ok(default),
-    };
+    resolve(&frontdoor_config::parse(text, file)?)
+}
 
-    let (vip, vip_prefix) = match raw.vip.split_once('/') {
-        Some((a, p)) => (
-            a.parse::<Ipv4Addr>().map_err(|_| {
-                err(
-                    "vip",
-                    format!("`{a}` is not an IPv4 address"),
-                    "write it like 198.18.0.10/24",
-                )
-            })?,
-            p.parse::<u8>()
-                .ok()
-                .filter(|p| *p <= 32)
-                .ok_or_else(|| err("vip", format!("`/{p}` is not a prefix length"), "use 0-32"))?,
-        ),
-        None => (
-            raw.vip.parse().map_err(|_| {
-                err(
-                    "vip",
-                    format!("`{}` is not an IPv4 address", raw.vip),
-                    "write it like 198.18.0.10/24",
-                )
-            })?,
-            32,
-        ),
-    };
-    if raw.vrid == 0 {
-        return Err(err("vrid", "VRID 0 is not allowed".into(), "use 1-255"));
-    }
-    if raw.priority == 0 || raw.priority == 255 {
-        return Err(err(
-            "priority",
-            format!("priority {} is reserved", raw.priority),
-            "use 1-254",
-        ));
-    }
-    let advert = dur("advert_interval", &raw.advert_interval)?;
-    if advert < Duration::from_millis(10)
-        || advert > Duration::from_millis(40_950)
-        || advert.as_nanos() % 10_000_000 != 0
-    {
-        return Err(err(
-            "advert_interval",
-            format!(
-                "{} is not 10ms-40.95s in whole centiseconds",
-                raw.advert_interval
-            ),
-            "VRRPv3 counts in 10 ms steps, e.g. 40ms",
-        ));
-    }
-    let mut peers = Vec::new();
-    for p in &raw.unicast_peers {
-        peers.push(p.parse::<Ipv4Addr>().map_err(|_| {
-            err(
-                "unicast_peers",
-                format!("`{p}` is not an IPv4 address"),
-                "list the other nodes' addresses",
-            )
-        })?);
-    }
-    let source = match &raw.source {
-        Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-            err(
-                "source",
-                format!("`{s}` is not an IPv4 address"),
-                "this node's own address",
-            )
-        })?),
-        None => None,
-    };
-    let checksum = match raw.checksum.as_str() {
-        "keepalived" => vrrp::ChecksumMode::Keepalived,
-        "rfc9568" => vrrp::ChecksumMode::Rfc9568,
-        other => {
-            return Err(err(
-                "checksum",
-                format!("`{other}` is not a checksum mode"),
-                "use keepalived or rfc9568",
-            ));
-        }
-    };
-    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-        err(
-            "listen",
-            format!("`{}` is not address:port", raw.listen),
-            "like 0.0.0.0:16443",
-        )
-    })?;
-    let mut backends = Vec::new();
-    for b in &raw.backends {
-        backends.push(b.parse::<SocketAddr>().map_err(|_| {
-            err(
-                "backends",
-                format!("`{b}` is not address:port"),
-                "like 198.18.0.11:6443",
-            )
-        })?);
-    }
-    if backends.is_empty() {
-        return Err(err(
-            "backends",
-            "no backends".into(),
-            "list every apiserver as address:port",
-        ));
-    }
-    let balance = match raw.balance.as_str() {
-        "round-robin" => Balance::RoundRobin,
-        "least-connections" => Balance::LeastConnections,
-        other => {
-            return Err(err(
-                "balance",
-                format!("`{other}` is not a balancing mode"),
-                "use round-robin or least-connections",
-            ));
-        }
-    };
-    let h = &raw.health;
-    let interval = dur("health.interval", &h.interval)?;
-    if interval < Duration::from_millis(10) {
-        return Err(err(
-            "health.interval",
-            format!("{} is shorter than 10ms", h.interval),
-            "use 100ms or more",
-        ));
-    }
-    let read = |field: &str, p: &str| {
-        std::fs::read(p).map_err(|e| {
-            err(
+/// A parsed file with its defaults applied and the files it names read.
+pub fn resolve(p: &Parsed) -> Result<DaemonConfig, ConfigError> {
+    let c = &p.config;
+    let read = |field: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| {
+            p.error(
                 field,
-                format!("cannot read {p}: {e}"),
+                format!("cannot read {}: {e}", path.display()),
                 "the file must exist on this node",
             )
         })
     };
-    let kind = match h.kind.as_str() {
-        "tcp" => CheckKind::Tcp,
-        "http" => CheckKind::Http {
-            path: h.path.clone().unwrap_or_else(|| "/healthz".into()),
+    let h = &c.health;
+    let kind = match h.kind {
+        HealthKind::Tcp => CheckKind::Tcp,
+        HealthKind::Http => CheckKind::Http {
+            path: h.path().to_string(),
         },
-        "https" => {
-            let ca = h.ca.as_deref().ok_or_else(|| {
-                err(
+        HealthKind::Https => {
+            let Some(ca) = &h.ca else {
+                return Err(p.error(
                     "health.kind",
-                    "https checks need `ca:`".into(),
+                    "https checks need `ca:`",
                     "give the cluster CA, e.g. /etc/kubernetes/pki/ca.crt",
-                )
-            })?;
+                ));
+            };
             let client = match (&h.client_cert, &h.client_key) {
-                (Some(c), Some(k)) => Some(ClientIdentity {
-                    cert_pem: read("health.client_cert", c)?,
-                    key_pem: read("health.client_key", k)?,
+                (Some(cert), Some(key)) => Some(ClientIdentity {
+                    cert_pem: read("health.client_cert", cert)?,
+                    key_pem: read("health.client_key", key)?,
                 }),
-                (None, None) => None,
-                _ => {
-                    return Err(err(
-                        "health.client_cert",
-                        "client_cert and client_key go together".into(),
-                        "give both or neither",
-                    ));
-                }
+                _ => None,
             };
             CheckKind::Https {
-                path: h.path.clone().unwrap_or_else(|| "/readyz".into()),
+                path: h.path().to_string(),
                 ca_pem: read("health.ca", ca)?,
                 client,
             }
         }
-        other => {
-            return Err(err(
-                "health.kind",
-                format!("`{other}` is not a check kind"),
-                "use https, http or tcp",
-            ));
-        }
     };
-    if h.fall == 0 || h.rise == 0 {
-        return Err(err(
-            "health.fall",
-            "fall and rise must be at least 1".into(),
-            "2 is usual",
-        ));
-    }
     let check = HealthCheck {
         kind,
-        interval,
-        timeout: dur_or(
-            "health.timeout",
-            &h.timeout,
-            interval.min(Duration::from_secs(1)),
-        )?,
+        interval: h.interval,
+        timeout: h.timeout(),
         fall: h.fall,
         rise: h.rise,
         check_port: h.port,
     };
-    let metrics = if raw.metrics.is_empty() || raw.metrics == "off" {
-        None
-    } else {
-        Some(raw.metrics.parse::<SocketAddr>().map_err(|_| {
-            err(
-                "metrics",
-                format!("`{}` is not address:port", raw.metrics),
-                "like 127.0.0.1:9100, or off",
-            )
-        })?)
-    };
     let proxy = ProxyConfig {
-        listen,
-        connect_timeout: dur_or(
-            "connect_timeout",
-            &raw.connect_timeout,
-            Duration::from_secs(1),
-        )?,
-        idle_timeout: dur_or("idle_timeout", &raw.idle_timeout, Duration::from_secs(3600))?,
-        max_connections: raw.max_connections.unwrap_or(20_000),
-        drain_timeout: dur_or("drain_timeout", &raw.drain_timeout, Duration::from_secs(10))?,
+        listen: c.listen,
+        connect_timeout: c.connect_timeout(),
+        idle_timeout: c.idle_timeout(),
+        max_connections: c.max_connections(),
+        drain_timeout: c.drain_timeout(),
         ..ProxyConfig::default()
     };
-    let vip_lifetime = dur_or("vip_lifetime", &raw.vip_lifetime, Duration::from_secs(2))?;
-    if vip_lifetime < Duration::from_secs(1) {
-        return Err(err(
-            "vip_lifetime",
-            "the kernel counts address lifetimes in whole seconds".into(),
-            "use 1s or more; 2s is the default",
-        ));
-    }
     Ok(DaemonConfig {
-        interface: raw.interface.clone(),
-        vip,
-        vip_prefix,
-        vrid: raw.vrid,
-        priority: raw.priority,
-        advert_interval_cs: (advert.as_millis() / 10) as u16,
-        unicast_peers: peers,
-        source,
-        checksum,
-        preempt: raw.preempt,
-        backends,
-        balance,
+        interface: c.interface.clone(),
+        vip: c.vip.address,
+        vip_prefix: c.vip.prefix,
+        vrid: c.vrid,
+        priority: c.priority,
+        advert_interval_cs: c.advert_interval().centis(),
+        unicast_peers: c.unicast_peers.clone(),
+        source: c.source,
+        checksum: c.checksum.into(),
+        preempt: c.preempt,
+        backends: c.backends.clone(),
+        balance: match c.balance {
+            frontdoor_config::Balance::RoundRobin => Balance::RoundRobin,
+            frontdoor_config::Balance::LeastConnections => Balance::LeastConnections,
+        },
         check,
         proxy,
-        metrics,
-        local_weight: raw.local_weight.unwrap_or(50),
-        vip_lifetime,
-        handover_timeout: dur_or(
-            "handover_timeout",
-            &raw.handover_timeout,
-            Duration::from_secs(3),
-        )?,
+        metrics: c.metrics.address(),
+        local_weight: c.local_weight(),
+        vip_lifetime: c.vip_lifetime(),
+        handover_timeout: c.handover_timeout(),
     })
 }
 
@@ -428,27 +190,39 @@ metrics: 127.0.0.1:9100
     }
 
     #[test]
-    fn the_rendered_config_parses() {
-        let src = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../examples/cluster.yaml"
-        ))
-        .unwrap();
-        let inv = inventory::parse_str(&src, "cluster.yaml")
-            .unwrap()
-            .inventory;
-        let node = inv.node("master2").unwrap();
-        let mut cfg = render::frontdoor::for_node(&inv, node);
-        cfg.health.kind = "tcp".into(); // the CA file does not exist here
-        let text = serde_saphyr::to_string(&cfg).unwrap();
-        let c = parse(&text, "frontdoor.yaml").unwrap();
-        assert_eq!(c.priority, 140);
-        assert_eq!(c.advert_interval_cs, 4);
-        assert_eq!(c.source, Some(Ipv4Addr::new(198, 18, 0, 12)));
-        assert_eq!(
-            c.unicast_peers,
-            vec![Ipv4Addr::new(198, 18, 0, 11), Ipv4Addr::new(198, 18, 0, 13)]
+    fn a_file_without_optional_fields_gets_the_defaults() {
+        let text: String = ISSUE_EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with("advert_interval") && !l.starts_with("unicast_peers"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&text, "f.yaml").unwrap();
+        assert_eq!(c.advert_interval_cs, 100);
+        assert!(c.unicast_peers.is_empty());
+        assert!(c.preempt);
+        assert_eq!(c.balance, Balance::RoundRobin);
+        assert_eq!(c.local_weight, 50);
+        assert_eq!(c.vip_lifetime, Duration::from_secs(2));
+        assert_eq!(c.handover_timeout, Duration::from_secs(3));
+        assert_eq!(c.proxy.drain_timeout, Duration::from_secs(10));
+        assert_eq!(c.proxy.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(c.proxy.max_connections, 20_000);
+        assert_eq!(c.check.timeout, Duration::from_millis(200));
+        assert_eq!(c.metrics, Some(DEFAULT_METRICS_ADDR));
+        assert!(matches!(c.check.kind, CheckKind::Tcp));
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named_at_its_place() {
+        let bad = ISSUE_EXAMPLE.replace("kind: tcp", "kind: https\n  ca: /nonexistent/ca.crt");
+        let e = parse(&bad, "f.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.yaml:12:7: error: health.ca: cannot read /nonexistent/ca.crt"),
+            "{e}"
         );
-        assert_eq!(c.local_weight, 30);
+        let http = ISSUE_EXAMPLE.replace("kind: tcp", "kind: http");
+        let c = parse(&http, "f.yaml").unwrap();
+        assert!(matches!(c.check.kind, CheckKind::Http { ref path } if path == "/readyz"));
     }
 }

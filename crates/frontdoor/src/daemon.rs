@@ -228,7 +228,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         ))
     });
 
-    let mut router = vrrp::Config::new(cfg.vrid, cfg.priority, source, vec![cfg.vip]);
+    let mut router = vrrp::Config::new(cfg.vrid.get(), cfg.priority.get(), source, vec![cfg.vip]);
     router.advert_interval_cs = cfg.advert_interval_cs;
     router.unicast_peers = cfg.unicast_peers.clone();
     router.send_checksum = cfg.checksum;
@@ -240,7 +240,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         vip_lifetime: cfg.vip_lifetime,
         handover_timeout: cfg.handover_timeout,
     };
-    tracing::info!(%source, vip = %cfg.vip, priority = cfg.priority, backends = cfg.backends.len(), "front door starting");
+    tracing::info!(%source, vip = %cfg.vip, priority = cfg.priority.get(), backends = cfg.backends.len(), "front door starting");
     let mut speaker = tokio::spawn(vip::run(
         speaker_cfg,
         health_rx,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
+pub use vrrp::{AdvertInterval, Priority, Vrid};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inventory {
@@ -155,8 +156,8 @@ pub struct Node {
     pub ssh: Ssh,
     pub interface: String,
     pub labels: BTreeMap<String, String>,
-    /// Front door VRRP priority (control-plane nodes; 0 elsewhere).
-    pub priority: u8,
+    /// Front door VRRP priority (control-plane nodes; `None` elsewhere).
+    pub priority: Option<Priority>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -331,9 +332,9 @@ pub enum Balance {
 #[derive(Debug, Clone, Serialize)]
 pub struct Frontdoor {
     pub kind: FrontdoorKind,
-    pub vrid: u8,
+    pub vrid: Vrid,
     /// VRRP advertisement interval; a whole number of centiseconds, 10 ms to 40.95 s.
-    pub advert_interval: Duration,
+    pub advert_interval: AdvertInterval,
     pub unicast: bool,
     pub checksum: Checksum,
     pub preempt: bool,
@@ -346,7 +347,7 @@ pub struct Frontdoor {
 
 impl Frontdoor {
     pub fn advert_interval_cs(&self) -> u16 {
-        (self.advert_interval.as_millis() / 10) as u16
+        self.advert_interval.centis()
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! usage: failover_bench KUBEHA_BIN [--runs N] [--interval 100ms] [--wrk-secs 10] [--soak-secs 0]
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -152,19 +152,9 @@ impl Lab {
                 };
             }
             Kind::Kubeha => {
-                let backends: Vec<String> = (0..3)
-                    .map(|j| format!("{}:{BACKEND_PORT}", node_address(j)))
-                    .collect();
                 let cfg = self.write(
                     &format!("frontdoor{i}.yaml"),
-                    &format!(
-                        "interface: eth0\nvip: {VIP}/24\nvrid: 51\npriority: {prio}\nadvert_interval: {iv}ms\nunicast_peers: [{peers}]\nsource: {me}\n\
-                         checksum: keepalived\nlisten: 0.0.0.0:{LB_PORT}\nbackends: [{b}]\nhealth: {{ kind: http, path: /healthz, interval: 100ms, fall: 2, rise: 2 }}\n\
-                         metrics: 127.0.0.1:9100\nlocal_weight: 30\nconnect_timeout: 300ms\n",
-                        iv = self.stack.interval_ms,
-                        peers = peers.join(", "),
-                        b = backends.join(", ")
-                    ),
+                    &kubeha_config(i, prio, self.stack.interval_ms),
                 );
                 let vrrp = ns
                     .spawn(
@@ -519,6 +509,36 @@ fn lab_kill_nginx(lab: &Lab, i: usize) {
     if let Some(p) = lab.nginx[i].as_ref() {
         p.signal(libc::SIGKILL);
     }
+}
+
+/// Node `i`'s front door config: unicast to the other two, HTTP checks of /healthz.
+fn kubeha_config(i: usize, prio: u32, interval_ms: u64) -> String {
+    use frontdoor::config::{
+        AdvertInterval, FrontdoorConfig, HealthConfig, HealthKind, Priority, VipCidr, Vrid,
+    };
+    let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
+    health.path = Some("/healthz".into());
+    let mut cfg = FrontdoorConfig::new(
+        "eth0",
+        VipCidr {
+            address: VIP,
+            prefix: 24,
+        },
+        Vrid::new(51).expect("a VRID"),
+        Priority::try_from(i64::from(prio)).expect("a priority"),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, LB_PORT)),
+        (0..3)
+            .map(|j| SocketAddr::from((node_address(j), BACKEND_PORT)))
+            .collect(),
+        health,
+    );
+    cfg.advert_interval =
+        Some(AdvertInterval::try_from(Duration::from_millis(interval_ms)).expect("--interval-ms"));
+    cfg.unicast_peers = (0..3).filter(|&j| j != i).map(node_address).collect();
+    cfg.source = Some(node_address(i));
+    cfg.local_weight = Some(30);
+    cfg.connect_timeout = Some(Duration::from_millis(300));
+    cfg.to_yaml().expect("plain data")
 }
 
 fn main() {

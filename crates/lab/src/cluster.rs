@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use frontdoor::config::{AdvertInterval, Priority};
+
 use crate::LabError;
 use crate::netns::{Netns, in_netns, list};
 use crate::topology::{self, CLIENT, SUBNET_PREFIX, Topology, VIP};
@@ -19,7 +21,8 @@ pub const ETCD_CLIENT_PORT: u16 = 2379;
 pub const ETCD_PEER_PORT: u16 = 2380;
 /// etcd's plain-HTTP metrics listener, with /health (kubeadm puts it on 2381 too).
 pub const ETCD_METRICS_PORT: u16 = 2381;
-pub const METRICS: &str = "127.0.0.1:9100";
+/// Where each node's front door serves metrics (inside its namespace).
+pub const METRICS: SocketAddr = frontdoor::config::DEFAULT_METRICS_ADDR;
 
 #[derive(Debug, Clone)]
 pub struct LabSpec {
@@ -216,53 +219,50 @@ fn namespace_names(name: &str, nodes: usize) -> (String, Vec<String>, String) {
     )
 }
 
-fn frontdoor_config(spec: &LabSpec, i: usize, n: usize) -> String {
-    use render::frontdoor::{FrontdoorConfig, HealthConfig};
-    let me = topology::node_address(i);
-    let cfg = FrontdoorConfig {
-        interface: "eth0".into(),
-        vip: format!("{VIP}/{SUBNET_PREFIX}"),
-        vrid: 51,
-        priority: 150 - 10 * i as u8,
-        advert_interval: spec.advert_interval.clone(),
-        unicast_peers: (0..n)
-            .filter(|&j| j != i)
-            .map(|j| topology::node_address(j).to_string())
-            .collect(),
-        source: Some(me.to_string()),
-        checksum: "keepalived".into(),
-        preempt: true,
-        listen: format!("0.0.0.0:{LB_PORT}"),
-        backends: (0..n)
-            .map(|j| format!("{}:{ETCD_CLIENT_PORT}", topology::node_address(j)))
-            .collect(),
-        balance: "round-robin".into(),
-        health: HealthConfig {
-            kind: "http".into(),
-            path: Some("/health".into()),
-            ca: None,
-            interval: "100ms".into(),
-            fall: 2,
-            rise: 2,
-            port: Some(ETCD_METRICS_PORT),
-            client_cert: None,
-            client_key: None,
-            timeout: None,
+fn frontdoor_config(
+    spec: &LabSpec,
+    advert_interval: AdvertInterval,
+    i: usize,
+    n: usize,
+) -> Result<String, LabError> {
+    use frontdoor::config::{FrontdoorConfig, HealthConfig, HealthKind, VipCidr, Vrid};
+    let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
+    health.path = Some("/health".into());
+    health.port = Some(ETCD_METRICS_PORT);
+    let priority = Priority::try_from(150 - 10 * i as i64)
+        .map_err(|e| LabError::Invalid(format!("node {i}: {e}")))?;
+    let mut cfg = FrontdoorConfig::new(
+        "eth0",
+        VipCidr {
+            address: VIP,
+            prefix: SUBNET_PREFIX,
         },
-        metrics: METRICS.into(),
-        local_weight: Some(10 * n as u8 + 10),
-        vip_lifetime: Some("2s".into()),
-        handover_timeout: Some("2s".into()),
-        drain_timeout: Some("2s".into()),
-        connect_timeout: Some("300ms".into()),
-        idle_timeout: None,
-        max_connections: None,
-    };
-    format!(
-        "# kubeha lab {} front door on n{i}\n{}",
-        spec.name,
-        serde_saphyr::to_string(&cfg).expect("plain data")
-    )
+        Vrid::new(51).map_err(|e| LabError::Invalid(e.to_string()))?,
+        priority,
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, LB_PORT)),
+        (0..n)
+            .map(|j| SocketAddr::from((topology::node_address(j), ETCD_CLIENT_PORT)))
+            .collect(),
+        health,
+    );
+    cfg.advert_interval = Some(advert_interval);
+    cfg.unicast_peers = (0..n)
+        .filter(|&j| j != i)
+        .map(topology::node_address)
+        .collect();
+    cfg.source = Some(topology::node_address(i));
+    cfg.local_weight = Some(10 * n as u8 + 10);
+    cfg.vip_lifetime = Some(Duration::from_secs(2));
+    cfg.handover_timeout = Some(Duration::from_secs(2));
+    cfg.drain_timeout = Some(Duration::from_secs(2));
+    cfg.connect_timeout = Some(Duration::from_millis(300));
+    let body = cfg
+        .to_yaml()
+        .map_err(|e| LabError::Invalid(e.to_string()))?;
+    Ok(format!(
+        "# kubeha lab {} front door on n{i}\n{body}",
+        spec.name
+    ))
 }
 
 fn etcd_argv(lab: &str, dir: &Path, i: usize, n: usize, initial: bool) -> Vec<String> {
@@ -357,12 +357,9 @@ pub fn metrics_page(m: &Member) -> String {
     metrics_in(&m.namespace)
 }
 
-/// The metrics page at 127.0.0.1:9100 inside namespace `ns` (empty if none answers).
+/// The metrics page at [`METRICS`] inside namespace `ns` (empty if none answers).
 pub fn metrics_in(ns: &str) -> String {
-    METRICS
-        .parse()
-        .ok()
-        .and_then(|addr| http_get(ns, addr, "/metrics"))
+    http_get(ns, METRICS, "/metrics")
         .map(|(_, text)| text)
         .unwrap_or_default()
 }
@@ -420,6 +417,9 @@ pub fn etcd_healthy(m: &Member) -> bool {
 /// again; what runs is left alone. Prints nothing; returns the state.
 pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabError> {
     preflight(spec)?;
+    let advert_interval: AdvertInterval = spec.advert_interval.parse().map_err(|e| {
+        LabError::Invalid(format!("--advert-interval {}: {e}", spec.advert_interval))
+    })?;
     let (hub, node_ns, client) = namespace_names(&spec.name, spec.nodes);
     let existing = LabState::load(&spec.dir)?;
     let present = list()?;
@@ -579,7 +579,7 @@ pub fn up(spec: &LabSpec, log: &mut dyn FnMut(&str)) -> Result<LabState, LabErro
 
     // The front door on every node, etcd's client port as the backends.
     for i in 0..n {
-        let cfg = frontdoor_config(spec, i, n);
+        let cfg = frontdoor_config(spec, advert_interval, i, n)?;
         std::fs::write(
             spec.dir
                 .join(format!("frontdoor-{}.yaml", state.members[i].name)),

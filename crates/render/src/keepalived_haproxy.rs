@@ -10,7 +10,10 @@ use crate::{Artifact, paths};
 /// How far a failing check lowers priority: more than the spread of the control-plane
 /// priorities, so a failing top node falls below every healthy one.
 pub fn check_weight(inv: &Inventory) -> u8 {
-    let prios: Vec<u8> = inv.control_plane().map(|n| n.priority).collect();
+    let prios: Vec<u8> = inv
+        .control_plane()
+        .map(|n| n.priority.map_or(0, u8::from))
+        .collect();
     let max = prios.iter().copied().max().unwrap_or(0);
     let min = prios.iter().copied().min().unwrap_or(0);
     (max - min).saturating_add(10).min(253)
@@ -45,8 +48,8 @@ pub fn keepalived_conf(inv: &Inventory, node: &Node) -> Artifact {
         cluster = inv.cluster.name.replace('-', "_"),
         ifc = node.interface,
         vrid = fd.vrid,
-        prio = node.priority,
-        adv = seconds(fd.advert_interval),
+        prio = node.priority.map_or(0, u8::from),
+        adv = seconds(fd.advert_interval.as_duration()),
     ));
     if !fd.preempt {
         s.push_str("    nopreempt\n");

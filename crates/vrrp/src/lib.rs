@@ -22,6 +22,6 @@ pub use packet::{
     Advert, Auth, ChecksumMode, DecodeError, Decoded, IpContext, Ipv4Header, Timing, Version,
     decode, decode_ipv4, parse,
 };
-pub use params::{AdvertInterval, ParamError, Priority, Vrid};
+pub use params::{AdvertInterval, IntervalParseError, ParamError, Priority, Vrid};
 pub use router::{Action, Config, ConfigError, Health, Input, Router, State};
 pub use timers::Instant;

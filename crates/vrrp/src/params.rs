@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::packet::V3_MAX_INTERVAL_CS;
 
 /// Why a VRRP parameter was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
     #[error("VRID {0} is outside 1-255")]
     Vrid(i64),
@@ -25,8 +25,15 @@ pub enum ParamError {
     IntervalRange(Duration),
     #[error("{} is not a whole number of centiseconds", show(.0))]
     IntervalNotCentis(Duration),
+}
+
+/// Why interval text (`40ms`) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalParseError {
     #[error("`{0}` is not a duration: {1}")]
-    IntervalSyntax(String, String),
+    Syntax(String, String),
+    #[error(transparent)]
+    Param(#[from] ParamError),
 }
 
 fn show(d: &Duration) -> String {
@@ -72,6 +79,12 @@ impl TryFrom<u8> for Vrid {
     }
 }
 
+impl PartialEq<u8> for Vrid {
+    fn eq(&self, other: &u8) -> bool {
+        self.0 == *other
+    }
+}
+
 impl From<Vrid> for u8 {
     fn from(v: Vrid) -> u8 {
         v.0
@@ -92,6 +105,8 @@ pub struct Priority(u8);
 impl Priority {
     /// The priority an address owner advertises (not a [`Priority`]: kubeha never owns the VIP).
     pub const OWNER: u8 = 255;
+    /// The lowest priority a configured router can have.
+    pub const LOWEST: Priority = Priority(1);
 
     pub const fn new(v: u8) -> Result<Priority, ParamError> {
         if v == 0 || v == Self::OWNER {
@@ -119,6 +134,12 @@ impl TryFrom<u8> for Priority {
     type Error = ParamError;
     fn try_from(v: u8) -> Result<Priority, ParamError> {
         Priority::new(v)
+    }
+}
+
+impl PartialEq<u8> for Priority {
+    fn eq(&self, other: &u8) -> bool {
+        self.0 == *other
     }
 }
 
@@ -180,12 +201,12 @@ impl TryFrom<Duration> for AdvertInterval {
 }
 
 impl std::str::FromStr for AdvertInterval {
-    type Err = ParamError;
+    type Err = IntervalParseError;
     /// A duration such as `40ms` or `1s`.
-    fn from_str(s: &str) -> Result<AdvertInterval, ParamError> {
+    fn from_str(s: &str) -> Result<AdvertInterval, IntervalParseError> {
         let d = humantime::parse_duration(s.trim())
-            .map_err(|e| ParamError::IntervalSyntax(s.to_string(), e.to_string()))?;
-        AdvertInterval::try_from(d)
+            .map_err(|e| IntervalParseError::Syntax(s.to_string(), e.to_string()))?;
+        Ok(AdvertInterval::try_from(d)?)
     }
 }
 
@@ -320,7 +341,7 @@ mod tests {
         }
         assert!(matches!(
             "fast".parse::<AdvertInterval>(),
-            Err(ParamError::IntervalSyntax(..))
+            Err(IntervalParseError::Syntax(..))
         ));
     }
 }
