@@ -5,7 +5,10 @@
 #   scripts/k8s-binaries.sh [VERSION]      # default: v1.34.4, the newest served v1.34 patch
 #
 # Output: $KUBEHA_CACHE/k8s/VERSION/{kubeadm,kubelet,kubectl,kube-apiserver,
-# kube-controller-manager,kube-scheduler,kube-proxy,etcd,etcdctl,pause,SHA256SUMS,VERSIONS}.
+# kube-controller-manager,kube-scheduler,kube-proxy,etcd,etcdctl,coredns,crictl,pause,
+# SHA256SUMS,VERSIONS}. etcd, CoreDNS and pause are built at the versions this kubeadm names
+# (its constants.go), so every image `kubeadm config images list` gives has a binary whose
+# version matches the image's tag; crictl (cri-tools) is the CRI client for checks.
 # The last line printed is that directory. Nothing here is committed to the repository.
 #
 # Why a wrapper module: upstream's go.mod replaces its staging modules (k8s.io/api, …) with
@@ -15,10 +18,10 @@
 set -euo pipefail
 
 VERSION="${1:-${KUBEHA_K8S_VERSION:-v1.34.4}}"
-ETCD_VERSION="${KUBEHA_ETCD_VERSION:-v3.6.16}"
 CACHE="${KUBEHA_CACHE:-/var/cache/kubeha}"
 OUT="$CACHE/k8s/$VERSION"
 BINARIES=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+EXTRA=(etcd etcdctl coredns crictl pause)
 
 die() { echo "k8s-binaries: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
@@ -28,8 +31,13 @@ case "$VERSION" in
   *) die "VERSION '$VERSION' is not a Kubernetes release like v1.34.4" ;;
 esac
 
-# Warm cache: every file present and matching its recorded digest.
-if [ -f "$OUT/SHA256SUMS" ] && (cd "$OUT" && sha256sum --quiet --check SHA256SUMS >/dev/null 2>&1); then
+# Warm cache: every binary listed, present and matching its recorded digest.
+complete() {
+  [ -f "$OUT/SHA256SUMS" ] || return 1
+  for b in "${BINARIES[@]}" "${EXTRA[@]}"; do grep -q "  $b\$" "$OUT/SHA256SUMS" || return 1; done
+  (cd "$OUT" && sha256sum --quiet --check SHA256SUMS >/dev/null 2>&1)
+}
+if complete; then
   log "reusing $OUT"
   echo "$OUT"
   exit 0
@@ -46,9 +54,20 @@ info=$(timeout 60 go mod download -json "k8s.io/kubernetes@$VERSION" 2>&1) ||
   die "cannot download k8s.io/kubernetes@$VERSION from the Go module proxy ($GOPROXY): $(echo "$info" | grep -m1 -iE 'error|refused|timeout|not found' || echo "$info" | tail -1)"
 src=$(echo "$info" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
 gomod=$(echo "$info" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-[ -d "$src" ] && [ -f "$gomod" ] || die "the module proxy gave no source for k8s.io/kubernetes@$VERSION"
+if [ ! -d "$src" ] || [ ! -f "$gomod" ]; then die "the module proxy gave no source for k8s.io/kubernetes@$VERSION"; fi
 
+minor="${VERSION#v1.}"; minor="${minor%%.*}"
 staging_version="v0.${VERSION#v1.}"
+# The versions of the add-on images this kubeadm deploys, from its own constants.
+constants="$src/cmd/kubeadm/app/constants/constants.go"
+const() { sed -n "s/^[[:space:]]*$1[[:space:]]*= \"\(.*\)\"/\1/p" "$constants" | head -1; }
+etcd_tag=$(const DefaultEtcdVersion); coredns_tag=$(const CoreDNSVersion); pause_tag=$(const PauseVersion)
+if [ -z "$etcd_tag" ] || [ -z "$coredns_tag" ] || [ -z "$pause_tag" ]; then
+  die "cannot read etcd/CoreDNS/pause versions from $constants"
+fi
+ETCD_VERSION="${KUBEHA_ETCD_VERSION:-v${etcd_tag%-*}}"
+COREDNS_VERSION="v${coredns_tag#v}"
+CRICTL_VERSION="${KUBEHA_CRICTL_VERSION:-v1.$minor.0}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/kubeha-k8s-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tmp_out="$OUT.partial"
@@ -69,7 +88,6 @@ grep -q '^replace k8s.io/api ' "$work/go.mod" || die "found no staging modules i
 
 # Version stamps as hack/lib/version.sh sets them; unstamped binaries say v0.0.0 and kubeadm's
 # kubelet version check fails.
-minor="${VERSION#v1.}"; minor="${minor%%.*}"
 build_date=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
 commit=$(echo "$info" | sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p')
 commit="${commit:-0000000000000000000000000000000000000000}"
@@ -86,26 +104,29 @@ for b in "${BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
 (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$tmp_out/" "${pkgs[@]}") ||
   die "go build of Kubernetes $VERSION failed (see the output above)"
 
-log "building etcd and etcdctl $ETCD_VERSION"
-mkdir -p "$work/etcd"
-cat >"$work/etcd/go.mod" <<EOF
-module kubeha.invalid/etcdbuild
-
-go 1.24
-
-require (
-	go.etcd.io/etcd/server/v3 $ETCD_VERSION
-	go.etcd.io/etcd/etcdctl/v3 $ETCD_VERSION
-)
-EOF
-(cd "$work/etcd" &&
-  go build -trimpath -ldflags "-s -w" -o "$tmp_out/etcd" go.etcd.io/etcd/server/v3 &&
-  go build -trimpath -ldflags "-s -w" -o "$tmp_out/etcdctl" go.etcd.io/etcd/etcdctl/v3) ||
-  die "go build of etcd $ETCD_VERSION failed (see the output above)"
+# A wrapper module per add-on: require it, build its main package. Their go.mod files'
+# replace directives are ignored in a dependency, which is what we want.
+build_module() { # name module version out package...
+  local name=$1 module=$2 version=$3; shift 3
+  mkdir -p "$work/$name"
+  printf 'module kubeha.invalid/%sbuild\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version" >"$work/$name/go.mod"
+  while [ $# -gt 0 ]; do
+    (cd "$work/$name" && go build -trimpath -ldflags "${LDFLAGS_EXTRA:-} -s -w" -o "$tmp_out/$1" "$2") ||
+      die "go build of $2@$version failed (see the output above)"
+    shift 2
+  done
+}
+log "building etcd and etcdctl $ETCD_VERSION (kubeadm's etcd image is $etcd_tag)"
+build_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3
+build_module etcdctl go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION" etcdctl go.etcd.io/etcd/etcdctl/v3
+log "building CoreDNS $COREDNS_VERSION"
+build_module coredns github.com/coredns/coredns "$COREDNS_VERSION" coredns github.com/coredns/coredns
+log "building crictl $CRICTL_VERSION"
+LDFLAGS_EXTRA="-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+  build_module crictl sigs.k8s.io/cri-tools "$CRICTL_VERSION" crictl sigs.k8s.io/cri-tools/cmd/crictl
 
 log "building pause from $src/build/pause/linux/pause.c"
-pause_version=$(sed -n 's/^TAG ?= *//p' "$src/build/pause/Makefile" 2>/dev/null || true)
-gcc -Os -Wall -Werror -static -DVERSION="v${pause_version:-3.10.1}-kubeha" \
+gcc -Os -Wall -Werror -static -DVERSION="v$pause_tag-kubeha" \
   -o "$tmp_out/pause" "$src/build/pause/linux/pause.c" ||
   die "gcc -static of pause.c failed (apt-get install gcc libc6-dev)"
 strip "$tmp_out/pause" 2>/dev/null || true
@@ -116,11 +137,13 @@ strip "$tmp_out/pause" 2>/dev/null || true
 {
   echo "kubernetes $VERSION"
   echo "etcd $ETCD_VERSION"
-  echo "pause ${pause_version:-3.10.1}"
+  echo "coredns $COREDNS_VERSION"
+  echo "crictl $CRICTL_VERSION"
+  echo "pause $pause_tag"
   echo "go $(go env GOVERSION)"
   echo "built $build_date in $(($(date +%s) - started)) s"
 } >"$tmp_out/VERSIONS"
-(cd "$tmp_out" && sha256sum "${BINARIES[@]}" etcd etcdctl pause VERSIONS >SHA256SUMS)
+(cd "$tmp_out" && sha256sum "${BINARIES[@]}" "${EXTRA[@]}" VERSIONS >SHA256SUMS)
 
 rm -rf "$OUT"
 mv "$tmp_out" "$OUT"

@@ -272,6 +272,41 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
     Ok(manifest)
 }
 
+/// The images kubeadm itself names for a configuration (`kubeadm config images list`), so a
+/// bundle holds exactly what `kubeadm init` and `join` will ask the runtime for.
+pub fn kubeadm_images(kubeadm: &Path, config_yaml: &str) -> Result<Vec<ImageRef>, BundleError> {
+    let dir = std::env::temp_dir().join(format!("kubeha-images-{}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let config = dir.join("kubeadm.yaml");
+    fs::write(&config, config_yaml).map_err(io_err(&config))?;
+    let out = std::process::Command::new(kubeadm)
+        .args(["config", "images", "list", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let _ = fs::remove_dir_all(&dir);
+    let out = out.map_err(io_err(kubeadm))?;
+    if !out.status.success() {
+        return Err(BundleError::Manifest {
+            file: kubeadm.to_path_buf(),
+            reason: format!(
+                "`kubeadm config images list` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.parse().map_err(|e: ImageRefError| BundleError::Manifest {
+                file: kubeadm.to_path_buf(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Whether `dir` is a kubeha bundle (has a manifest), as opposed to a plain directory of .debs.
 pub fn is_bundle(dir: &Path) -> bool {
     dir.join(MANIFEST).is_file()

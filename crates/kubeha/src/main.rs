@@ -1,6 +1,8 @@
 //! kubeha: highly-available Kubernetes control planes from one inventory file.
 //! This crate is the CLI only: arguments, output, exit codes.
 
+mod cmd_bundle;
+mod cluster_args;
 mod cmd_frontdoor;
 mod cmd_lab;
 mod cmd_pki;
@@ -44,6 +46,8 @@ enum Command {
     Frontdoor(cmd_frontdoor::FrontdoorArgs),
     /// A real HA lab on this machine: namespaces, TLS etcd, the front door; failover drills
     Lab(cmd_lab::LabArgs),
+    /// The offline bundle: Kubernetes binaries and images without a registry, with checksums
+    Bundle(cmd_bundle::BundleArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd_status::run(args),
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
         Command::Lab(args) => cmd_lab::run(args),
+        Command::Bundle(args) => cmd_bundle::run(args),
     };
     ExitCode::from(code)
 }

@@ -3,6 +3,7 @@
 //! on a bridge. Used by `kubeha lab` (through the lab crate) and by the root tests. Depends on
 //! no other kubeha crate, so any crate's tests can use it.
 
+pub mod node;
 pub mod topology;
 
 use std::process::{Child, Command, Output, Stdio};
