@@ -90,6 +90,37 @@ fn kubeadm_validates_every_configuration_kubeha_renders() {
             configs.iter().any(|p| p.ends_with("kubeadm-init.yaml")),
             "{what}: no init config"
         );
+        // containerd's sandbox image must be the pause image kubeadm itself lists, or an
+        // offline node (images from the bundle only) cannot start a pod. (kubeadm lists its own
+        // pause version whatever the control plane's, so only its own minor is compared.)
+        let same_minor = text.contains(&format!(
+            "kubernetes_version: {}",
+            v.trim_start_matches('v')
+        ));
+        let init = configs
+            .iter()
+            .find(|p| p.ends_with("kubeadm-init.yaml"))
+            .unwrap();
+        let images = ok(Command::new(bin.join("kubeadm"))
+            .args(["config", "images", "list", "--config"])
+            .arg(init));
+        let containerd = std::fs::read_to_string(
+            init.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("containerd/config.toml"),
+        )
+        .unwrap();
+        let sandbox = containerd
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("sandbox_image = "))
+            .expect("sandbox_image in containerd's config")
+            .trim_matches('"');
+        assert!(
+            !same_minor || images.lines().any(|l| l.trim() == sandbox),
+            "{what}: containerd's sandbox_image {sandbox} is not among kubeadm's images:\n{images}"
+        );
         for c in &configs {
             let text = ok(Command::new(bin.join("kubeadm"))
                 .args(["config", "validate", "--config"])

@@ -47,9 +47,14 @@ struct Registry {
     config_path: &'static str,
 }
 
-/// The pause image each Kubernetes minor expects (kubeadm's constant).
+/// The pause image each Kubernetes minor expects (kubeadm's `PauseVersion`): containerd's
+/// sandbox image must be exactly the one kubeadm lists, or an offline node has no sandbox.
 pub fn pause_tag(minor: u32) -> &'static str {
-    if minor >= 31 { "3.10" } else { "3.9" }
+    match minor {
+        34.. => "3.10.1",
+        31..=33 => "3.10",
+        _ => "3.9",
+    }
 }
 
 pub fn config(inv: &Inventory) -> Artifact {
