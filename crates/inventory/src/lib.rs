@@ -51,6 +51,20 @@ pub fn parse_str(src: &str, file: &str) -> Result<Loaded, LoadError> {
     }
 }
 
+/// The JSON Schema of cluster.yaml (draft 2020-12), generated from the types the file is read
+/// into, so it cannot drift from the parser: unknown keys are refused, required keys marked.
+/// Value rules (addresses, CIDRs, versions) are checked by validation, not by the schema.
+/// Checked in as docs/cluster.schema.json (a test keeps it current); `kubeha schema` prints it.
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = schemars::schema_for!(raw::RawInventory);
+    schema.insert("title".into(), "kubeha inventory (cluster.yaml)".into());
+    schema.insert(
+        "description".into(),
+        "One file describes the whole cluster; see docs/inventory.md.".into(),
+    );
+    schema.to_value()
+}
+
 /// Reads and validates an inventory file.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let src = std::fs::read_to_string(path).map_err(|source| LoadError::Io {

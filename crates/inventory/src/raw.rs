@@ -1,17 +1,54 @@
 //! The inventory file as written: every value keeps its place in the file so that
 //! validation can point at it. Nothing here is trusted; `validate` turns it into `Inventory`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
-pub(crate) type S<T> = Spanned<T>;
+/// A value with its place in the file. Reads and derefs as serde-saphyr's `Spanned`; its JSON
+/// Schema is the value's, so `crate::json_schema` describes the file as written.
+#[derive(Debug)]
+pub(crate) struct S<T>(pub Spanned<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Spanned::deserialize(d).map(S)
+    }
+}
+
+impl<T> std::ops::Deref for S<T> {
+    type Target = Spanned<T>;
+    fn deref(&self) -> &Spanned<T> {
+        &self.0
+    }
+}
+
+impl<T> From<&S<T>> for crate::diag::Pos {
+    fn from(s: &S<T>) -> Self {
+        crate::diag::Pos::from(&s.0)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<T>()
+    }
+}
 /// A list of strings, each with its place.
 pub(crate) type StrList = S<Vec<S<String>>>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Inventory")]
 pub(crate) struct RawInventory {
     pub cluster: S<RawCluster>,
     pub endpoint: S<RawEndpoint>,
@@ -36,8 +73,9 @@ pub(crate) struct RawInventory {
     pub packages: Option<S<RawPackages>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Packages")]
 pub(crate) struct RawPackages {
     #[serde(default)]
     pub source: Option<S<String>>,
@@ -47,8 +85,9 @@ pub(crate) struct RawPackages {
     pub bundle: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cluster")]
 pub(crate) struct RawCluster {
     pub name: S<String>,
     pub kubernetes_version: S<String>,
@@ -56,8 +95,9 @@ pub(crate) struct RawCluster {
     pub domain: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Endpoint")]
 pub(crate) struct RawEndpoint {
     pub vip: S<String>,
     #[serde(default)]
@@ -68,8 +108,9 @@ pub(crate) struct RawEndpoint {
     pub dns_name: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Ssh")]
 pub(crate) struct RawSsh {
     #[serde(default)]
     pub user: Option<S<String>>,
@@ -82,8 +123,9 @@ pub(crate) struct RawSsh {
     pub jump: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 pub(crate) struct RawNode {
     pub name: S<String>,
     pub address: S<String>,
@@ -99,8 +141,9 @@ pub(crate) struct RawNode {
     pub priority: Option<S<u16>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Etcd")]
 pub(crate) struct RawEtcd {
     #[serde(default)]
     pub topology: Option<S<String>>,
@@ -118,15 +161,17 @@ pub(crate) struct RawEtcd {
     pub data_dir: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Compaction")]
 pub(crate) struct RawCompaction {
     pub mode: S<String>,
     pub retention: S<String>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Networking")]
 pub(crate) struct RawNetworking {
     #[serde(default)]
     pub pod_cidr: Option<S<String>>,
@@ -138,8 +183,9 @@ pub(crate) struct RawNetworking {
     pub kube_proxy_mode: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Images")]
 pub(crate) struct RawImages {
     #[serde(default)]
     pub repository: Option<S<String>>,
@@ -149,8 +195,9 @@ pub(crate) struct RawImages {
     pub proxy: Option<S<RawProxy>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Proxy")]
 pub(crate) struct RawProxy {
     #[serde(default)]
     pub http: Option<S<String>>,
@@ -160,8 +207,9 @@ pub(crate) struct RawProxy {
     pub no_proxy: Option<S<Vec<S<String>>>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Runtime")]
 pub(crate) struct RawRuntime {
     #[serde(default)]
     pub kind: Option<S<String>>,
@@ -173,8 +221,9 @@ pub(crate) struct RawRuntime {
     pub log_max_files: Option<S<u32>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Frontdoor")]
 pub(crate) struct RawFrontdoor {
     #[serde(default)]
     pub kind: Option<S<String>>,
@@ -196,8 +245,9 @@ pub(crate) struct RawFrontdoor {
     pub max_connections: Option<S<u32>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Health")]
 pub(crate) struct RawHealth {
     #[serde(default)]
     pub kind: Option<S<String>>,
@@ -211,8 +261,9 @@ pub(crate) struct RawHealth {
     pub rise: Option<S<u32>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Kubelet")]
 pub(crate) struct RawKubelet {
     #[serde(default)]
     pub max_pods: Option<S<u32>>,
@@ -220,8 +271,9 @@ pub(crate) struct RawKubelet {
     pub server_tls_bootstrap: Option<S<bool>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Pki")]
 pub(crate) struct RawPki {
     #[serde(default)]
     pub key_type: Option<S<String>>,

@@ -3,10 +3,12 @@
 
 mod cmd_bundle;
 mod cluster_args;
+mod cmd_completions;
 mod cmd_frontdoor;
 mod cmd_lab;
 mod cmd_pki;
 mod cmd_plan;
+mod cmd_schema;
 mod cmd_status;
 mod cmd_up;
 mod remote;
@@ -46,6 +48,10 @@ enum Command {
     Frontdoor(cmd_frontdoor::FrontdoorArgs),
     /// A real HA lab on this machine: namespaces, TLS etcd, the front door; failover drills
     Lab(cmd_lab::LabArgs),
+    /// A shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    Completions(cmd_completions::CompletionsArgs),
+    /// The JSON Schema of cluster.yaml on stdout (the same as docs/cluster.schema.json)
+    Schema,
     /// The offline bundle: Kubernetes binaries and images without a registry, with checksums
     Bundle(cmd_bundle::BundleArgs),
 }
@@ -65,6 +71,8 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd_status::run(args),
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
         Command::Lab(args) => cmd_lab::run(args),
+        Command::Completions(args) => cmd_completions::run(args),
+        Command::Schema => cmd_schema::run(),
         Command::Bundle(args) => cmd_bundle::run(args),
     };
     ExitCode::from(code)
