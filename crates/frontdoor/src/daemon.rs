@@ -9,15 +9,17 @@
 //! Shutdown (SIGTERM/SIGINT) is make-before-break: priority 0, keep the VIP and keep serving
 //! until the new master is heard, release the VIP, then drain open connections.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use prometheus_client::encoding::text::encode_registry;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DaemonConfig;
 use crate::pool::{HealthSummary, Pool};
+use crate::vrrp_metrics::VrrpCollector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -53,95 +55,13 @@ pub fn vrrp_health(s: &HealthSummary, local_weight: u8) -> vrrp::Health {
     }
 }
 
-/// Prometheus/OpenMetrics text for the VRRP side, appended to the proxy's families.
+/// Prometheus/OpenMetrics text for the VRRP side alone (the daemon registers
+/// [`VrrpCollector`] beside the proxy's metrics; this renders one status the same way).
 pub fn render_vrrp(out: &mut String, st: &vip::Status) {
-    let state = match st.state {
-        vrrp::State::Initialize => "initialize",
-        vrrp::State::Backup => "backup",
-        vrrp::State::Master => "master",
-        vrrp::State::Fault => "fault",
-    };
-    let _ = writeln!(
-        out,
-        "# HELP kubeha_frontdoor_vrrp_state Current VRRP state (1 = this state)."
-    );
-    let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_state gauge");
-    for s in ["initialize", "backup", "master", "fault"] {
-        let _ = writeln!(
-            out,
-            "kubeha_frontdoor_vrrp_state{{state=\"{s}\"}} {}",
-            u8::from(s == state)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP kubeha_frontdoor_vrrp_priority Effective VRRP priority."
-    );
-    let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_priority gauge");
-    let _ = writeln!(
-        out,
-        "kubeha_frontdoor_vrrp_priority {}",
-        st.effective_priority
-    );
-    let _ = writeln!(
-        out,
-        "# HELP kubeha_frontdoor_vip_held Whether this node holds the VIP."
-    );
-    let _ = writeln!(out, "# TYPE kubeha_frontdoor_vip_held gauge");
-    let _ = writeln!(out, "kubeha_frontdoor_vip_held {}", u8::from(st.holds_vip));
-    for (name, help, v) in [
-        (
-            "vrrp_transitions",
-            "VRRP state transitions.",
-            st.transitions,
-        ),
-        ("vrrp_adverts_sent", "VRRP adverts sent.", st.adverts_sent),
-        (
-            "vrrp_adverts_received",
-            "VRRP adverts accepted.",
-            st.counters.adverts_accepted,
-        ),
-        (
-            "vrrp_gratuitous_arps",
-            "Gratuitous ARPs sent.",
-            st.gratuitous_arps,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP kubeha_frontdoor_{name} {help}");
-        let _ = writeln!(out, "# TYPE kubeha_frontdoor_{name} counter");
-        let _ = writeln!(out, "kubeha_frontdoor_{name}_total {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP kubeha_frontdoor_vrrp_dropped VRRP packets dropped, by reason."
-    );
-    let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_dropped counter");
-    for (reason, v) in st.counters.iter() {
-        if reason.starts_with("bad_")
-            || matches!(
-                reason,
-                "vrid_mismatch"
-                    | "foreign_source"
-                    | "interval_mismatch"
-                    | "auth_mismatch"
-                    | "address_mismatch"
-                    | "owner_conflict"
-            )
-        {
-            let _ = writeln!(
-                out,
-                "kubeha_frontdoor_vrrp_dropped_total{{reason=\"{reason}\"}} {v}"
-            );
-        }
-    }
-    if let Some(m) = st.master {
-        let _ = writeln!(
-            out,
-            "# HELP kubeha_frontdoor_vrrp_master Source of the last accepted advert."
-        );
-        let _ = writeln!(out, "# TYPE kubeha_frontdoor_vrrp_master gauge");
-        let _ = writeln!(out, "kubeha_frontdoor_vrrp_master{{address=\"{m}\"}} 1");
-    }
+    let mut registry = Registry::with_prefix("kubeha_frontdoor");
+    registry.register_collector(Box::new(VrrpCollector::new(watch::channel(st.clone()).1)));
+    // Writing into a String cannot fail.
+    let _ = encode_registry(out, &registry);
 }
 
 async fn resolve_source(cfg: &DaemonConfig) -> Result<Ipv4Addr, DaemonError> {
@@ -161,8 +81,13 @@ async fn resolve_source(cfg: &DaemonConfig) -> Result<Ipv4Addr, DaemonError> {
 /// Runs the daemon until `stop` is cancelled, then hands over and drains.
 pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), DaemonError> {
     let source = resolve_source(&cfg).await?;
-    let pool =
-        Arc::new(Pool::new(cfg.backends.clone(), cfg.balance).with_local_ip(IpAddr::V4(source)));
+    // The speaker's status, also read by the VRRP metrics at each scrape.
+    let (status_tx, status_rx) = watch::channel(vip::Status::default());
+    let pool = Arc::new(
+        Pool::new(cfg.backends.clone(), cfg.balance)
+            .with_local_ip(IpAddr::V4(source))
+            .with_collector(Box::new(VrrpCollector::new(status_rx))),
+    );
 
     // Bind first: a port already taken is a configuration error, reported before any VRRP.
     let listener = crate::proxy::bind(cfg.proxy.listen, cfg.proxy.backlog)
@@ -209,18 +134,11 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         }
     });
 
-    let (status_tx, status_rx) = watch::channel(vip::Status::default());
     let metrics_stop = CancellationToken::new();
     let metrics = metrics_listener.map(|(_, l)| {
         let pool = pool.clone();
-        let status = status_rx.clone();
-        let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
-            let mut out = String::with_capacity(8192);
-            pool.metrics().encode_into(&mut out);
-            render_vrrp(&mut out, &status.borrow());
-            crate::metrics::finish_render(&mut out);
-            out
-        });
+        let render: Arc<dyn Fn() -> String + Send + Sync> =
+            Arc::new(move || pool.metrics().render());
         tokio::spawn(crate::metrics::serve_metrics_on(
             l,
             render,

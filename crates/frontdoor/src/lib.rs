@@ -6,6 +6,7 @@
 //!   connection limit, graceful drain).
 //! - [`health`]: active checks (TCP, HTTP, HTTPS with only the given CA trusted).
 //! - [`metrics`]: atomic counters, OpenMetrics text rendering and a `/metrics` server.
+//! - [`vrrp_metrics`]: the VRRP side's metrics, a collector in the same registry.
 //! - [`config`]: the daemon's config file, parsed with file:line:column errors.
 //! - [`daemon`]: the wiring: VIP (`vip` crate) + pool + checks + proxy + metrics, priority
 //!   following health, make-before-break shutdown.
@@ -18,6 +19,7 @@ pub mod pool;
 pub mod proxy;
 #[cfg(target_os = "linux")]
 mod splice;
+pub mod vrrp_metrics;
 
 pub use health::{CheckKind, HealthCheck, run_health_checks};
 pub use metrics::{Metrics, serve_metrics};

@@ -45,8 +45,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Default address of the metrics endpoint: localhost only.
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9316";
+/// Default address of the metrics endpoint: localhost only (the config's default).
+pub use frontdoor_config::DEFAULT_METRICS_ADDR;
 
 /// Content type of [`Metrics::render`] output (OpenMetrics 1.0 text, which Prometheus
 /// scrapes natively).
@@ -198,6 +198,11 @@ impl Metrics {
             healthy,
             backends: per,
         }
+    }
+
+    /// Adds a collector (e.g. the VRRP side's) to the registry.
+    pub fn register_collector(&mut self, c: Box<dyn prometheus_client::collector::Collector>) {
+        self.registry.register_collector(c);
     }
 
     /// Appends the metric families without the final `# EOF` line, so a caller can

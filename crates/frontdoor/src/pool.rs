@@ -241,6 +241,13 @@ impl Pool {
         self
     }
 
+    /// Registers more metrics (the VRRP side's) in the pool's registry, so one scrape
+    /// renders both.
+    pub fn with_collector(mut self, c: Box<dyn prometheus_client::collector::Collector>) -> Self {
+        self.metrics.register_collector(c);
+        self
+    }
+
     /// Backend addresses, in index order.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs

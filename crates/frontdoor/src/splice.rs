@@ -5,10 +5,11 @@
 //! [`ProxyConfig::splice`]: crate::proxy::ProxyConfig::splice
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::metrics::counter::Counter;
+use rustix::pipe::{PipeFlags, SpliceFlags, pipe_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -24,40 +25,15 @@ struct Pipe {
 
 impl Pipe {
     fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-        unsafe {
-            Ok(Pipe {
-                r: OwnedFd::from_raw_fd(fds[0]),
-                w: OwnedFd::from_raw_fd(fds[1]),
-            })
-        }
+        let (r, w) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
+        Ok(Pipe { r, w })
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: plain syscall on descriptors the caller keeps open; null offsets (streams).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            flags,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// One non-blocking `splice(2)` between two streams (no offsets).
+fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    Ok(rustix::pipe::splice(from, None, to, None, len, flags)?)
 }
 
 /// Relays both directions until both have seen EOF (or one fails). Each direction starts
@@ -135,9 +111,7 @@ async fn splice_once(src: &TcpStream, dst: &TcpStream, pipe: &Pipe) -> io::Resul
     // Socket -> pipe (the pipe is empty here, so only the socket can block).
     let n = loop {
         src.readable().await?;
-        match src.try_io(Interest::READABLE, || {
-            splice(src.as_raw_fd(), pipe.w.as_raw_fd(), CHUNK)
-        }) {
+        match src.try_io(Interest::READABLE, || splice(src, &pipe.w, CHUNK)) {
             Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
@@ -147,9 +121,7 @@ async fn splice_once(src: &TcpStream, dst: &TcpStream, pipe: &Pipe) -> io::Resul
     let mut in_pipe = n;
     while in_pipe > 0 {
         dst.writable().await?;
-        match dst.try_io(Interest::WRITABLE, || {
-            splice(pipe.r.as_raw_fd(), dst.as_raw_fd(), in_pipe)
-        }) {
+        match dst.try_io(Interest::WRITABLE, || splice(&pipe.r, dst, in_pipe)) {
             Ok(k) => in_pipe -= k,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),

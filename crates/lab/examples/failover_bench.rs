@@ -5,7 +5,7 @@
 //!
 //! usage: failover_bench KUBEHA_BIN [--runs N] [--interval 100ms] [--wrk-secs 10] [--soak-secs 0]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -513,29 +513,13 @@ fn lab_kill_nginx(lab: &Lab, i: usize) {
 
 /// Node `i`'s front door config: unicast to the other two, HTTP checks of /healthz.
 fn kubeha_config(i: usize, prio: u32, interval_ms: u64) -> String {
-    use frontdoor::config::{
-        AdvertInterval, FrontdoorConfig, HealthConfig, HealthKind, Priority, VipCidr, Vrid,
-    };
+    use frontdoor::config::{AdvertInterval, HealthConfig, HealthKind, Priority};
     let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
     health.path = Some("/healthz".into());
-    let mut cfg = FrontdoorConfig::new(
-        "eth0",
-        VipCidr {
-            address: VIP,
-            prefix: 24,
-        },
-        Vrid::new(51).expect("a VRID"),
-        Priority::try_from(i64::from(prio)).expect("a priority"),
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, LB_PORT)),
-        (0..3)
-            .map(|j| SocketAddr::from((node_address(j), BACKEND_PORT)))
-            .collect(),
-        health,
-    );
+    let priority = Priority::try_from(i64::from(prio)).expect("a priority");
+    let mut cfg = lab::cluster::node_frontdoor(3, i, priority, BACKEND_PORT, health);
     cfg.advert_interval =
         Some(AdvertInterval::try_from(Duration::from_millis(interval_ms)).expect("--interval-ms"));
-    cfg.unicast_peers = (0..3).filter(|&j| j != i).map(node_address).collect();
-    cfg.source = Some(node_address(i));
     cfg.local_weight = Some(30);
     cfg.connect_timeout = Some(Duration::from_millis(300));
     cfg.to_yaml().expect("plain data")

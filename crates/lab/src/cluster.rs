@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use frontdoor::config::{AdvertInterval, Priority};
+use frontdoor::config::{
+    AdvertInterval, FrontdoorConfig, HealthConfig, HealthKind, Priority, VipCidr, Vrid,
+};
 
 use crate::LabError;
 use crate::netns::{Netns, in_netns, list};
@@ -219,38 +221,57 @@ fn namespace_names(name: &str, nodes: usize) -> (String, Vec<String>, String) {
     )
 }
 
-fn frontdoor_config(
-    spec: &LabSpec,
-    advert_interval: AdvertInterval,
-    i: usize,
+/// The VRID every lab (and the benches and root tests on its topology) uses.
+pub const LAB_VRID: Vrid = match Vrid::new(51) {
+    Ok(v) => v,
+    Err(_) => panic!("51 is a VRID"),
+};
+
+/// Node `i` of `n` on the lab topology: the VIP on eth0, VRID 51, unicast to the other
+/// nodes from its own address, listening on `LB_PORT`, every node's `backend_port` as the
+/// backends. Optional fields are left out for the caller to set.
+pub fn node_frontdoor(
     n: usize,
-) -> Result<String, LabError> {
-    use frontdoor::config::{FrontdoorConfig, HealthConfig, HealthKind, VipCidr, Vrid};
-    let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
-    health.path = Some("/health".into());
-    health.port = Some(ETCD_METRICS_PORT);
-    let priority = Priority::try_from(150 - 10 * i as i64)
-        .map_err(|e| LabError::Invalid(format!("node {i}: {e}")))?;
+    i: usize,
+    priority: Priority,
+    backend_port: u16,
+    health: HealthConfig,
+) -> FrontdoorConfig {
     let mut cfg = FrontdoorConfig::new(
         "eth0",
         VipCidr {
             address: VIP,
             prefix: SUBNET_PREFIX,
         },
-        Vrid::new(51).map_err(|e| LabError::Invalid(e.to_string()))?,
+        LAB_VRID,
         priority,
         SocketAddr::from((Ipv4Addr::UNSPECIFIED, LB_PORT)),
         (0..n)
-            .map(|j| SocketAddr::from((topology::node_address(j), ETCD_CLIENT_PORT)))
+            .map(|j| SocketAddr::from((topology::node_address(j), backend_port)))
             .collect(),
         health,
     );
-    cfg.advert_interval = Some(advert_interval);
     cfg.unicast_peers = (0..n)
         .filter(|&j| j != i)
         .map(topology::node_address)
         .collect();
     cfg.source = Some(topology::node_address(i));
+    cfg
+}
+
+fn frontdoor_config(
+    spec: &LabSpec,
+    advert_interval: AdvertInterval,
+    i: usize,
+    n: usize,
+) -> Result<String, LabError> {
+    let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
+    health.path = Some("/health".into());
+    health.port = Some(ETCD_METRICS_PORT);
+    let priority = Priority::try_from(150 - 10 * i as i64)
+        .map_err(|e| LabError::Invalid(format!("node {i}: {e}")))?;
+    let mut cfg = node_frontdoor(n, i, priority, ETCD_CLIENT_PORT, health);
+    cfg.advert_interval = Some(advert_interval);
     cfg.local_weight = Some(10 * n as u8 + 10);
     cfg.vip_lifetime = Some(Duration::from_secs(2));
     cfg.handover_timeout = Some(Duration::from_secs(2));

@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type, socklen_t};
+
 use crate::VipError;
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -26,40 +28,33 @@ pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
     f
 }
 
+/// The link-layer broadcast address on interface `ifindex`, for an `AF_PACKET` send.
+fn broadcast_on(ifindex: u32) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: `sockaddr_ll` is one of this platform's `sockaddr_*` types and smaller than the
+    // zeroed storage it views (socket2 asserts the size); zero is a valid value of every field.
+    let sll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ARP.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as socklen_t;
+    // SAFETY: the storage holds an initialised `sockaddr_ll` (family AF_PACKET) of `len` bytes.
+    unsafe { SockAddr::new(storage, len) }
+}
+
 /// Sends one gratuitous ARP for `ip` out of interface `ifindex`.
 pub fn send(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) -> Result<(), VipError> {
-    let frame = frame(mac, ip);
-    // SAFETY: plain libc calls on a socket we own; sockaddr_ll is zero-initialised and filled
-    // with valid values; the frame buffer outlives the call; the fd is closed on every path.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from(ETH_P_ARP.to_be()),
-        );
-        if fd < 0 {
-            return Err(VipError::Arp(std::io::Error::last_os_error()));
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = ETH_P_ARP.to_be();
-        sll.sll_ifindex = ifindex as i32;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        let rc = libc::sendto(
-            fd,
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc < 0 {
-            return Err(VipError::Arp(err));
-        }
-    }
+    let socket = Socket::new(
+        Domain::PACKET,
+        Type::RAW,
+        Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))),
+    )
+    .map_err(VipError::Arp)?;
+    socket
+        .send_to(&frame(mac, ip), &broadcast_on(ifindex))
+        .map_err(VipError::Arp)?;
     Ok(())
 }
 

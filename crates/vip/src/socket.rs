@@ -2,7 +2,7 @@
 //! to 224.0.0.18 in multicast mode. Receives whole IPv4 datagrams (the kernel keeps the IP
 //! header on raw sockets); sends payloads and lets the kernel build the IP header.
 
-use std::mem::MaybeUninit;
+use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
@@ -49,7 +49,8 @@ impl VrrpSocket {
             .map_err(io)?;
         }
         // SAFETY: the Socket owns its fd, which stays open and unchanged until the AsyncFd
-        // (its only owner) is dropped.
+        // (its only owner) is dropped. (tokio has no safe constructor left: `with_interest`
+        // is deprecated as unsound.)
         let fd = unsafe { AsyncFd::register_with_interest(s, Interest::READABLE) }
             .map_err(|e| io(std::io::Error::other(e.to_string())))?;
         Ok(VrrpSocket { fd })
@@ -60,9 +61,8 @@ impl VrrpSocket {
         loop {
             let mut guard = self.fd.readable().await?;
             let res = guard.try_io(|inner| {
-                // SAFETY: recv only writes initialised bytes into the prefix it reports.
-                let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-                inner.get_ref().recv(uninit)
+                let mut socket: &Socket = inner.get_ref();
+                socket.read(buf)
             });
             match res {
                 Ok(Ok(n)) => return Ok(&buf[..n]),

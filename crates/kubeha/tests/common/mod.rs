@@ -6,7 +6,7 @@ pub mod nodes;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lab::topology::{VIP, node_address};
 use lab::{Proc, Topology};
@@ -34,26 +34,18 @@ pub struct FdOptions {
 }
 
 pub fn frontdoor_config(t: &Topology, i: usize, o: &FdOptions) -> String {
-    let n = t.nodes.len();
-    let peers: Vec<String> = (0..n)
-        .filter(|&j| j != i)
-        .map(|j| node_address(j).to_string())
-        .collect();
-    let backends: Vec<String> = (0..n)
-        .map(|j| format!("{}:{BACKEND_PORT}", node_address(j)))
-        .collect();
-    format!(
-        "interface: eth0\nvip: {VIP}/24\nvrid: 51\npriority: {prio}\nadvert_interval: {adv}\n\
-         unicast_peers: [{peers}]\nsource: {me}\nchecksum: keepalived\nlisten: 0.0.0.0:{LB_PORT}\n\
-         backends: [{backends}]\nhealth:\n  kind: http\n  path: /healthz\n  interval: 100ms\n  fall: 2\n  rise: 2\n\
-         metrics: 127.0.0.1:9100\nlocal_weight: {w}\nvip_lifetime: 2s\nhandover_timeout: 2s\ndrain_timeout: 2s\nconnect_timeout: 300ms\n",
-        prio = o.priority,
-        adv = o.advert,
-        peers = peers.join(", "),
-        me = node_address(i),
-        backends = backends.join(", "),
-        w = o.local_weight,
-    )
+    use frontdoor::config::{AdvertInterval, HealthConfig, HealthKind, Priority};
+    let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
+    health.path = Some("/healthz".into());
+    let priority = Priority::new(o.priority).unwrap();
+    let mut cfg = lab::cluster::node_frontdoor(t.nodes.len(), i, priority, BACKEND_PORT, health);
+    cfg.advert_interval = Some(o.advert.parse::<AdvertInterval>().unwrap());
+    cfg.local_weight = Some(o.local_weight);
+    cfg.vip_lifetime = Some(Duration::from_secs(2));
+    cfg.handover_timeout = Some(Duration::from_secs(2));
+    cfg.drain_timeout = Some(Duration::from_secs(2));
+    cfg.connect_timeout = Some(Duration::from_millis(300));
+    cfg.to_yaml().unwrap()
 }
 
 pub fn frontdoor(t: &Topology, i: usize, dir: &Path, o: &FdOptions) -> Proc {
