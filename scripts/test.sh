@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=(etcd-server etcd-client keepalived haproxy nginx-light openssh-server openssl iproute2 iputils-ping procps curl containerd
-  runc containernetworking-plugins iptables socat conntrack ethtool ebtables gcc libc6-dev)
+  runc containernetworking-plugins iptables socat conntrack ethtool ebtables gcc libc6-dev shellcheck)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +31,8 @@ echo "    $KUBEHA_K8S_BIN: $(tr '\n' ' ' < "$KUBEHA_K8S_BIN/VERSIONS")"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> shellcheck (the step scripts kubeha runs on nodes)"
+shellcheck -s sh crates/plan/src/scripts/*.sh
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo test"

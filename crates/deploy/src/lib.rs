@@ -5,6 +5,10 @@ pub mod preflight;
 pub mod record;
 pub mod status;
 pub mod transport;
+pub mod up;
 pub mod upload;
 
-pub use executor::{Connections, Event, Observer, Options, Outcome, Report, Stop, execute};
+pub use executor::{
+    At, Connections, Event, Failure, NodeReport, Observer, Options, Outcome, Report, Stop, execute,
+};
+pub use up::{Prepared, Request, UpError, prepare, up};

@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use plan::{NodePlan, Step};
+use plan::{NodePlan, Step, StepId};
 use sha2::{Digest, Sha256};
 
 /// On the node; one file per step, named after the step id.
 pub const RECORD_DIR: &str = "/var/lib/kubeha/state/steps";
 
 /// The record file name of a step: `prepare/hosts` → `prepare__hosts`.
-pub fn record_name(step_id: &str) -> String {
-    step_id.replace('/', "__")
+pub fn record_name(step_id: StepId) -> String {
+    step_id.as_str().replace('/', "__")
 }
 
 /// sha256 over everything that decides what a step does: its id, script, and each uploaded
@@ -24,7 +24,7 @@ pub fn fingerprint(step: &Step, node: &NodePlan, digests: &Digests) -> String {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
     };
-    field(step.id.as_bytes());
+    field(step.id.as_str().as_bytes());
     field(step.run.as_deref().unwrap_or("").as_bytes());
     for path in &step.uploads {
         field(path.as_bytes());
@@ -107,11 +107,26 @@ pub fn read_script(paths: &[&str]) -> String {
 }
 
 /// Appended to a step's script: written only when everything before it succeeded (`sh -e`).
-pub fn write_script(step_id: &str, fingerprint: &str) -> String {
+pub fn write_script(step_id: StepId, fingerprint: &str) -> String {
     format!(
         "mkdir -p {RECORD_DIR} && echo {fingerprint} > {RECORD_DIR}/{name}.tmp && mv -f {RECORD_DIR}/{name}.tmp {RECORD_DIR}/{name}",
         name = record_name(step_id)
     )
+}
+
+/// The record name and fingerprint a [`write_script`] line writes, for a scripted transport.
+#[cfg(any(test, feature = "fake"))]
+pub fn written(script: &str) -> Option<(String, String)> {
+    let prefix = format!("mkdir -p {RECORD_DIR} && echo ");
+    let rest = script
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    let (fp, rest) = rest.split_once(" > ")?;
+    let name = rest
+        .strip_prefix(&format!("{RECORD_DIR}/"))?
+        .split_once(".tmp")?
+        .0;
+    Some((name.to_string(), fp.to_string()))
 }
 
 /// What a node reported: step records and the digests of kubeha's files as they are now.
@@ -182,26 +197,16 @@ pub fn decide(
     node: &NodePlan,
     records: &Records,
     digests: &Digests,
-    from: Option<&str>,
-) -> Vec<(String, Decision)> {
+    from: Option<StepId>,
+) -> Vec<(StepId, Decision)> {
     let start = from.and_then(|f| node.steps.iter().position(|s| s.id == f));
     // A `--from` step that this node does not have: start at the first step of a later phase.
     let start = match (from, start) {
-        (Some(f), None) => {
-            let phase = f.split('/').next().unwrap_or("");
-            let order = plan::Phase::ALL.iter().position(|p| p.name() == phase);
-            node.steps
-                .iter()
-                .position(|s| {
-                    Some(
-                        plan::Phase::ALL
-                            .iter()
-                            .position(|p| *p == s.phase)
-                            .unwrap_or(0),
-                    ) > order
-                })
-                .or(Some(node.steps.len()))
-        }
+        (Some(f), None) => node
+            .steps
+            .iter()
+            .position(|s| s.phase() > f.phase())
+            .or(Some(node.steps.len())),
         (_, s) => s,
     };
     node.steps
@@ -212,11 +217,11 @@ pub fn decide(
                 Some(s) if i < s => Decision::BeforeFrom,
                 _ if !step.changes => Decision::Check,
                 Some(_) => Decision::Run {
-                    previous: records.steps.get(&record_name(&step.id)).cloned(),
+                    previous: records.steps.get(&record_name(step.id)).cloned(),
                 },
                 None => {
                     let fp = fingerprint(step, node, digests);
-                    match records.steps.get(&record_name(&step.id)) {
+                    match records.steps.get(&record_name(step.id)) {
                         Some(old) if *old == fp => {
                             let changed = drifted(step, &records.files, digests);
                             if changed.is_empty() {
@@ -231,7 +236,7 @@ pub fn decide(
                     }
                 }
             };
-            (step.id.clone(), d)
+            (step.id, d)
         })
         .collect()
 }
@@ -239,12 +244,11 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plan::{Artifact, Phase};
+    use plan::Artifact;
 
     fn node() -> NodePlan {
-        let step = |id: &str, phase, uploads: Vec<&str>, changes| Step {
-            id: id.into(),
-            phase,
+        let step = |id: StepId, uploads: Vec<&str>, changes| Step {
+            id,
             description: String::new(),
             uploads: uploads.into_iter().map(String::from).collect(),
             run: Some(format!("echo {id}")),
@@ -253,17 +257,15 @@ mod tests {
         NodePlan {
             name: "n1".into(),
             address: "198.18.0.11".into(),
-            roles: vec!["control-plane"],
+            roles: plan::Roles {
+                control_plane: true,
+                ..Default::default()
+            },
             steps: vec![
-                step("preflight/host", Phase::Preflight, vec![], false),
-                step("prepare/hosts", Phase::Prepare, vec!["/etc/a"], true),
-                step("etcd/member", Phase::Etcd, vec!["/etc/b"], true),
-                step(
-                    "init/kubeadm-init",
-                    Phase::Init,
-                    vec!["/etc/kubeha/init"],
-                    true,
-                ),
+                step(StepId::PreflightHost, vec![], false),
+                step(StepId::PrepareHosts, vec!["/etc/a"], true),
+                step(StepId::EtcdMember, vec!["/etc/b"], true),
+                step(StepId::InitKubeadmInit, vec!["/etc/kubeha/init"], true),
             ],
             artifacts: vec![
                 Artifact::text("/etc/a", 0o644, "a", "alpha".into()),
@@ -279,7 +281,7 @@ mod tests {
                 .steps
                 .iter()
                 .filter(|s| s.changes)
-                .map(|s| (record_name(&s.id), fingerprint(s, n, &digests(n, masked))))
+                .map(|s| (record_name(s.id), fingerprint(s, n, &digests(n, masked))))
                 .collect(),
             files: n
                 .artifacts
@@ -310,7 +312,7 @@ mod tests {
             d[1..].iter().all(|(_, d)| *d == Decision::Unchanged),
             "{d:?}"
         );
-        n.artifacts[1].contents = b"beta2".to_vec();
+        n.artifacts[1].contents = b"beta2".as_slice().into();
         let d = decide(&n, &rec, &digests(&n, &[]), None);
         assert_eq!(d[1].1, Decision::Unchanged);
         assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
@@ -362,7 +364,7 @@ mod tests {
     fn a_fresh_token_is_not_a_change() {
         let mut n = node();
         let rec = all_done(&n, &["abc.def".into()]);
-        n.artifacts[2].contents = b"token: xyz.uvw\n".to_vec();
+        n.artifacts[2].contents = b"token: xyz.uvw\n".as_slice().into();
         let d = decide(&n, &rec, &digests(&n, &["xyz.uvw".into()]), None);
         assert_eq!(d[3].1, Decision::Unchanged);
         // Without the mask the new token is a different file.
@@ -376,15 +378,22 @@ mod tests {
     fn from_skips_earlier_steps_and_forces_later_ones() {
         let n = node();
         let rec = all_done(&n, &[]);
-        let d = decide(&n, &rec, &digests(&n, &[]), Some("etcd/member"));
+        let d = decide(&n, &rec, &digests(&n, &[]), Some(StepId::EtcdMember));
         assert_eq!(d[0].1, Decision::BeforeFrom);
         assert_eq!(d[1].1, Decision::BeforeFrom);
         assert!(matches!(d[2].1, Decision::Run { previous: Some(_) }));
         assert!(matches!(d[3].1, Decision::Run { .. }));
         // A step this node lacks: start with the next phase it has.
-        let d = decide(&n, &rec, &digests(&n, &[]), Some("frontdoor/builtin"));
+        let d = decide(&n, &rec, &digests(&n, &[]), Some(StepId::FrontdoorBuiltin));
         assert_eq!(d[2].1, Decision::BeforeFrom);
         assert!(matches!(d[3].1, Decision::Run { .. }));
+    }
+
+    #[test]
+    fn a_written_record_reads_back() {
+        let fp = "b".repeat(64);
+        let script = format!("echo hi\n{}\n", write_script(StepId::PrepareHosts, &fp));
+        assert_eq!(written(&script), Some(("prepare__hosts".into(), fp)));
     }
 
     #[test]

@@ -2,9 +2,126 @@
 //! front door's own metrics say which VRRP state each node is in and which backends it
 //! routes to; etcd answers for itself with the node's health-check certificate.
 
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use inventory::Inventory;
 use serde::Serialize;
 
+use crate::executor::Connections;
+use crate::transport::{Exec, Purpose};
 use crate::upload::sh_quote;
+
+/// The whole cluster as `kubeha status` judges it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub vip: String,
+    pub vip_holders: Vec<String>,
+    pub etcd_members: usize,
+    pub etcd_healthy: usize,
+    /// The VIP held exactly once, every node answering, every etcd member healthy.
+    pub healthy: bool,
+    pub nodes: Vec<NodeStatus>,
+    pub certificates: Option<Certificates>,
+}
+
+/// The PKI store's expiry summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Certificates {
+    pub store: String,
+    pub certificates: usize,
+    pub soonest: Option<String>,
+    pub soonest_days_left: Option<i64>,
+    pub expiring_within_30_days: usize,
+}
+
+/// Connects to every node, runs the read-only status script on each, and judges the result.
+pub async fn status(
+    inv: &Inventory,
+    connect: impl AsyncFnOnce(&[String]) -> Connections,
+    pki_dir: &Path,
+) -> ClusterStatus {
+    let names: Vec<String> = inv.nodes.iter().map(|n| n.name.clone()).collect();
+    let conns = connect(&names).await;
+    let vip = inv.endpoint.vip.to_string();
+    let probes = inv.nodes.iter().map(|n| {
+        let conn = conns.get(&n.name);
+        let vip = &vip;
+        async move {
+            let unreachable = |error: Option<String>| NodeStatus {
+                name: n.name.clone(),
+                error,
+                ..NodeStatus::default()
+            };
+            let t = match conn {
+                Some(Ok(t)) => t,
+                Some(Err(e)) => return unreachable(Some(e.to_string())),
+                None => return unreachable(None),
+            };
+            let address = n.address.to_string();
+            let script = script(&Probe {
+                vip,
+                address: &address,
+                metrics: "127.0.0.1:9100",
+                etcd_member: inv.etcd_members().any(|m| m.name == n.name),
+            });
+            let t0 = Instant::now();
+            let exec = Exec::new(script, Duration::from_secs(20)).purpose(Purpose::Status);
+            match t.run(&exec).await {
+                Ok(o) => {
+                    let mut s = parse(&n.name, &o.stdout_str());
+                    s.latency_ms = Some(t0.elapsed().as_millis() as u64);
+                    s
+                }
+                Err(e) => unreachable(Some(e.to_string())),
+            }
+        }
+    });
+    let nodes = futures_util::future::join_all(probes).await;
+    judge(&inv.cluster.name, vip, nodes, certificates(pki_dir))
+}
+
+fn certificates(pki_dir: &Path) -> Option<Certificates> {
+    let now = pki::time::OffsetDateTime::now_utc();
+    let r = pki::inspect_store(pki_dir, now).ok()?;
+    let soonest = r.rows.iter().min_by_key(|row| row.days_left);
+    Some(Certificates {
+        store: pki_dir.display().to_string(),
+        certificates: r.rows.len(),
+        soonest: soonest.map(|s| s.source.clone()),
+        soonest_days_left: soonest.map(|s| s.days_left),
+        expiring_within_30_days: r.expiring(30).len(),
+    })
+}
+
+fn judge(
+    cluster: &str,
+    vip: String,
+    nodes: Vec<NodeStatus>,
+    certificates: Option<Certificates>,
+) -> ClusterStatus {
+    let vip_holders: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.vip_held)
+        .map(|n| n.name.clone())
+        .collect();
+    let members: Vec<&EtcdMember> = nodes.iter().filter_map(|n| n.etcd.as_ref()).collect();
+    let etcd_healthy = members.iter().filter(|e| e.healthy).count();
+    let healthy = vip_holders.len() == 1
+        && nodes.iter().all(|n| n.reachable)
+        && etcd_healthy == members.len();
+    ClusterStatus {
+        cluster: cluster.to_string(),
+        vip,
+        vip_holders,
+        etcd_members: members.len(),
+        etcd_healthy,
+        healthy,
+        certificates,
+        nodes,
+    }
+}
 
 /// What the status script needs to know about a node.
 pub struct Probe<'a> {
@@ -158,6 +275,36 @@ pub fn parse(name: &str, stdout: &str) -> NodeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn healthy_needs_one_vip_holder_every_node_and_every_member() {
+        let up = |name: &str, out: &str| parse(name, out);
+        let good = || {
+            vec![
+                up("m1", "vip held\netcd-health {\"health\":\"true\"}\n"),
+                up("m2", "vip not-held\netcd-health {\"health\":\"true\"}\n"),
+                up("w1", ""),
+            ]
+        };
+        let s = judge("c", "198.18.0.10".into(), good(), None);
+        assert!(s.healthy);
+        assert_eq!((s.etcd_members, s.etcd_healthy), (2, 2));
+        assert_eq!(s.vip_holders, ["m1"]);
+        let mut two = good();
+        two[1].vip_held = true;
+        assert!(!judge("c", "v".into(), two, None).healthy);
+        let mut down = good();
+        down[2] = NodeStatus {
+            name: "w1".into(),
+            ..NodeStatus::default()
+        };
+        assert!(!judge("c", "v".into(), down, None).healthy);
+        let mut sick = good();
+        sick[1] = up("m2", "vip not-held\netcd-health {\"health\":\"false\"}\n");
+        let s = judge("c", "v".into(), sick, None);
+        assert!(!s.healthy);
+        assert_eq!(s.etcd_healthy, 1);
+    }
 
     #[test]
     fn parses_a_master_with_a_healthy_leader() {

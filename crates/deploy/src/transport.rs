@@ -2,10 +2,15 @@
 //! Uploads are built on that one primitive (see `upload`), so every transport gets the same
 //! atomic write, mode and owner handling.
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod local;
 pub mod ssh;
 
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use plan::StepId;
 
 /// One script to run on a node with `sh -eu`.
 #[derive(Debug, Clone)]
@@ -13,6 +18,30 @@ pub struct Exec {
     pub script: String,
     pub stdin: Vec<u8>,
     pub timeout: Duration,
+    /// What the script is for: logs say so, and a scripted transport answers by it.
+    pub purpose: Purpose,
+}
+
+/// Why kubeha runs a script on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// A step of the Plan (its files, its script, its record).
+    Step(StepId),
+    /// Read the step records and the digests of kubeha's files (`record::read_script`).
+    Records,
+    /// The node's clock, for the cross-node skew check.
+    Clock,
+    /// Who answers ARP for the VIP.
+    VipNeighbour,
+    /// Whether Kubernetes' own tools are installed.
+    Tools,
+    /// Whether the node holds the VIP (`status::vip_probe`).
+    VipProbe,
+    /// Whether the node's etcd member is healthy (`status::etcd_probe`).
+    EtcdProbe,
+    /// `kubeha status`'s read-only script.
+    Status,
+    Other,
 }
 
 impl Exec {
@@ -21,7 +50,13 @@ impl Exec {
             script: script.into(),
             stdin: Vec::new(),
             timeout,
+            purpose: Purpose::Other,
         }
+    }
+
+    pub fn purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = purpose;
+        self
     }
 }
 
@@ -78,25 +113,29 @@ pub enum TransportError {
     Other(String),
 }
 
-/// A connected node. An enum rather than a trait object: two transports, no boxing.
-pub enum Transport {
-    Local(local::Local),
-    Ssh(ssh::SshSession),
-}
-
-impl Transport {
-    pub async fn run(&self, exec: &Exec) -> Result<Output, TransportError> {
-        match self {
-            Transport::Local(t) => t.run(exec).await,
-            Transport::Ssh(t) => t.run(exec).await,
-        }
-    }
+/// A connected node: runs one script there. SSH, the local shell, and in tests a scripted
+/// fake. Boxed futures keep it object-safe, so nodes of different kinds mix in one run.
+pub trait Transport: Send + Sync {
+    fn run<'a>(&'a self, exec: &'a Exec) -> BoxFuture<'a, Result<Output, TransportError>>;
 
     /// `local` or `ssh user@host:port`, for logs.
-    pub fn describe(&self) -> String {
-        match self {
-            Transport::Local(t) => t.describe(),
-            Transport::Ssh(t) => t.describe(),
-        }
+    fn describe(&self) -> String;
+}
+
+impl Transport for local::Local {
+    fn run<'a>(&'a self, exec: &'a Exec) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(local::Local::run(self, exec))
+    }
+    fn describe(&self) -> String {
+        local::Local::describe(self)
+    }
+}
+
+impl Transport for ssh::SshSession {
+    fn run<'a>(&'a self, exec: &'a Exec) -> BoxFuture<'a, Result<Output, TransportError>> {
+        Box::pin(ssh::SshSession::run(self, exec))
+    }
+    fn describe(&self) -> String {
+        ssh::SshSession::describe(self)
     }
 }

@@ -96,6 +96,29 @@ pub fn parse(stdout: &str) -> Vec<(String, Written)> {
     out
 }
 
+/// The files a [`puts`] script writes, with their bytes: what a scripted transport stores.
+#[cfg(any(test, feature = "fake"))]
+pub fn planned(script: &str, stdin: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for line in script.lines() {
+        let Some(rest) = line.strip_prefix("kubeha_put '") else {
+            continue;
+        };
+        // The path is sh_quote'd: `'` is written `'\''` inside it.
+        let Some((path, rest)) = rest.split_once("' ") else {
+            continue;
+        };
+        let Some(size) = rest.split(' ').next().and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        let end = (at + size).min(stdin.len());
+        out.push((path.replace("'\\''", "'"), stdin[at..end].to_vec()));
+        at = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -107,11 +130,9 @@ mod tests {
     /// Just the files, as one command.
     fn exec(files: &[&Artifact], timeout: Duration) -> Exec {
         let (script, stdin) = puts(files);
-        Exec {
-            script,
-            stdin,
-            timeout,
-        }
+        let mut e = Exec::new(script, timeout);
+        e.stdin = stdin;
+        e
     }
 
     fn artifact(path: &std::path::Path, body: &str, mode: u32) -> Artifact {
@@ -119,7 +140,7 @@ mod tests {
             path: path.to_string_lossy().into_owned(),
             mode,
             owner: "root:root".into(),
-            contents: body.as_bytes().to_vec(),
+            contents: body.as_bytes().into(),
             sensitive: false,
             purpose: String::new(),
         }
@@ -138,6 +159,20 @@ mod tests {
         w.remove(0).1
     }
 
+    #[test]
+    fn planned_reads_back_what_puts_sends() {
+        let a = artifact(std::path::Path::new("/etc/it's"), "one", 0o600);
+        let b = artifact(std::path::Path::new("/etc/b"), "two\n", 0o644);
+        let (script, stdin) = puts(&[&a, &b]);
+        assert_eq!(
+            planned(&script, &stdin),
+            vec![
+                ("/etc/it's".to_string(), b"one".to_vec()),
+                ("/etc/b".to_string(), b"two\n".to_vec())
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn several_files_in_one_command_each_get_exactly_their_bytes() {
         if testkit::skip_without_root("deploy upload (chown root)") {
@@ -148,7 +183,10 @@ mod tests {
             .map(|i| {
                 let mut a = artifact(&dir.path().join(format!("f{i}")), "", 0o640);
                 // Binary, and sizes that do not line up with any buffer.
-                a.contents = (0..(i * 70_001 + 3)).map(|b| (b * 7 + i) as u8).collect();
+                a.contents = (0..(i * 70_001 + 3))
+                    .map(|b| (b * 7 + i) as u8)
+                    .collect::<Vec<u8>>()
+                    .into();
                 a
             })
             .collect();
@@ -160,7 +198,12 @@ mod tests {
         assert!(out.success(), "{}", out.stderr_str());
         assert_eq!(parse(&out.stdout_str()).len(), 5);
         for a in &files {
-            assert_eq!(std::fs::read(&a.path).unwrap(), a.contents, "{}", a.path);
+            assert_eq!(
+                std::fs::read(&a.path).unwrap(),
+                &a.contents[..],
+                "{}",
+                a.path
+            );
         }
         // Too few bytes on stdin is an error, not a short file.
         let mut e = exec(&refs, Duration::from_secs(20));

@@ -169,37 +169,7 @@ fn listen(
             return 1;
         }
     };
-    let heard = rt.block_on(async {
-        let nl = vip::address::Netlink::connect().map_err(|e| e.to_string())?;
-        let link = nl.link(interface).await.map_err(|e| e.to_string())?;
-        let own = nl
-            .v4_addresses(link.index)
-            .await
-            .map_err(|e| e.to_string())?;
-        let source = own
-            .first()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
-        let sock = vip::socket::VrrpSocket::open(interface, link.index, source, true)
-            .map_err(|e| e.to_string())?;
-        let mut heard: Vec<(std::net::Ipv4Addr, u8)> = Vec::new();
-        let deadline = tokio::time::Instant::now() + duration;
-        let mut buf = vec![0u8; 2048];
-        // Bounded by the deadline; each receive is cut off by it too.
-        while let Ok(Ok(datagram)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-            let Ok((ip, d)) = vrrp::packet::decode_ipv4(datagram) else {
-                continue;
-            };
-            let src = ip.context().src;
-            if d.advert.vrid == vrid
-                && !ignore.contains(&src)
-                && !own.iter().any(|(a, _)| *a == src)
-                && !heard.iter().any(|(a, _)| *a == src)
-            {
-                heard.push((src, d.advert.priority));
-            }
-        }
-        Ok::<_, String>(heard)
-    });
+    let heard = rt.block_on(vip::listen::listen(interface, vrid, duration, ignore));
     match heard {
         Err(e) => {
             eprintln!("kubeha frontdoor listen: {interface}: {e}");
@@ -210,9 +180,9 @@ fn listen(
             0
         }
         Ok(h) => {
-            for (src, prio) in &h {
+            for vip::listen::Heard { source, priority } in &h {
                 eprintln!(
-                    "VRID {vrid} on {interface} is already used by {src} (priority {prio}): give frontdoor.vrid another value, or stop that router first"
+                    "VRID {vrid} on {interface} is already used by {source} (priority {priority}): give frontdoor.vrid another value, or stop that router first"
                 );
             }
             1

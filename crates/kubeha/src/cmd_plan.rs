@@ -3,10 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
-use inventory::{LoadError, Severity};
+use clap::Args;
 
-use crate::EXIT_INVALID;
+use crate::cluster_args::{Format, InventoryArgs};
+// cmd_bundle (in progress elsewhere) still imports it from here; new code uses cluster_args.
+pub use crate::cluster_args::load_inventory;
 
 #[derive(Args)]
 pub struct PlanArgs {
@@ -20,157 +21,6 @@ pub struct PlanArgs {
     pub output: Format,
 }
 
-/// The inventory and its PKI store: every command that works on a cluster takes these.
-#[derive(Args, Clone)]
-pub struct InventoryArgs {
-    /// Inventory file
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "cluster.yaml"
-    )]
-    pub file: PathBuf,
-    /// PKI store (default: pki/ next to the inventory)
-    #[arg(long, value_name = "DIR")]
-    pub pki_dir: Option<PathBuf>,
-}
-
-impl InventoryArgs {
-    pub fn pki_dir(&self) -> PathBuf {
-        self.pki_dir
-            .clone()
-            .unwrap_or_else(|| default_pki_dir(&self.file))
-    }
-}
-
-/// Where the PKI store of an inventory lives unless told otherwise: beside the file.
-pub fn default_pki_dir(inventory: &Path) -> PathBuf {
-    inventory
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("pki")
-}
-
-/// The run-time inputs of a Plan: a freshly minted bootstrap token (never a well-known one)
-/// and, once issued, the PKI's files and CA hash.
-pub fn plan_inputs(
-    inv: &inventory::Inventory,
-    inventory_path: &Path,
-    pki_dir: &Path,
-) -> Result<plan::Inputs, String> {
-    let now = pki::time::OffsetDateTime::now_utc();
-    let token = pki::generate_token(std::time::Duration::from_secs(2 * 3600), now)
-        .map_err(|e| format!("cannot mint a bootstrap token: {e}"))?;
-    let issued = pki_dir.join(pki::CaKind::Ca.cert_rel()).exists();
-    let pki_files = if issued {
-        Some(
-            plan::pki::artifacts(&pki::Store::open(pki_dir), inv).map_err(|e| {
-                format!(
-                    "PKI store {}: {e} (run `kubeha pki issue -f FILE --dir {0}`)",
-                    pki_dir.display()
-                )
-            })?,
-        )
-    } else {
-        None
-    };
-    Ok(plan::Inputs {
-        render: render::Inputs {
-            bootstrap_token: token.token.to_string(),
-            ca_cert_hash: plan::pki::ca_hash(pki_dir),
-        },
-        pki: pki_files,
-        kubeha_binary: None,
-        bundle: read_bundle(inv, inventory_path)?,
-    })
-}
-
-/// The .deb files of `packages.bundle` (relative to the inventory), as files for every node.
-fn read_bundle(
-    inv: &inventory::Inventory,
-    inventory_path: &Path,
-) -> Result<Vec<plan::Artifact>, String> {
-    let Some(dir) = inv
-        .packages
-        .bundle
-        .as_ref()
-        .filter(|_| inv.packages.source == inventory::PackageSource::Bundle)
-    else {
-        return Ok(Vec::new());
-    };
-    let dir = inventory_path.parent().unwrap_or(Path::new(".")).join(dir);
-    let cannot = |e: std::io::Error| {
-        format!(
-            "packages.bundle {}: {e} (give a directory of .deb files, relative to the inventory)",
-            dir.display()
-        )
-    };
-    let mut debs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(cannot)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
-        .collect();
-    debs.sort();
-    if debs.is_empty() {
-        return Err(format!(
-            "packages.bundle {}: no .deb files there (kubelet, kubeadm, kubectl, containerd and their dependencies)",
-            dir.display()
-        ));
-    }
-    debs.iter()
-        .map(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            Ok(plan::Artifact {
-                path: format!("{}/{name}", render::paths::BUNDLE_DIR),
-                mode: 0o644,
-                owner: "root:root".to_string(),
-                contents: std::fs::read(p).map_err(cannot)?,
-                sensitive: false,
-                purpose: "offline package from packages.bundle".to_string(),
-            })
-        })
-        .collect()
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
-
-/// Loads the inventory, printing warnings; on failure prints every problem and returns the
-/// exit code to use.
-pub fn load_inventory(path: &Path) -> Result<inventory::Loaded, u8> {
-    match inventory::load(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                eprintln!("{w}");
-            }
-            Ok(loaded)
-        }
-        Err(LoadError::Invalid(diags)) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            let errors = diags
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count();
-            eprintln!(
-                "kubeha: {} has {errors} error(s); nothing was changed",
-                path.display()
-            );
-            Err(EXIT_INVALID)
-        }
-        Err(e @ LoadError::Io { .. }) => {
-            eprintln!("kubeha: {e}");
-            Err(EXIT_INVALID)
-        }
-    }
-}
-
 pub fn run(args: PlanArgs) -> u8 {
     let loaded = match load_inventory(&args.inventory.file) {
         Ok(l) => l,
@@ -178,7 +28,7 @@ pub fn run(args: PlanArgs) -> u8 {
     };
     let inv = &loaded.inventory;
     let pki_dir = args.inventory.pki_dir();
-    let inputs = match plan_inputs(inv, &args.inventory.file, &pki_dir) {
+    let inputs = match plan::load::inputs(inv, &args.inventory.file, &pki_dir) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("kubeha: {e}");
@@ -249,7 +99,7 @@ fn print_text(out: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
     let w_roles = plan
         .nodes
         .iter()
-        .map(|n| n.roles.join(",").len())
+        .map(|n| n.roles.names().join(",").len())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -264,7 +114,7 @@ fn print_text(out: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
             "{:w_name$}  {:w_addr$}  {:w_roles$}  {:>5}  {:>5}",
             n.name,
             n.address,
-            n.roles.join(","),
+            n.roles.names().join(","),
             n.steps.len(),
             n.artifacts.len()
         )?;
@@ -320,8 +170,31 @@ impl WriteStats {
     }
 }
 
-fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, String> {
+/// A file of `plan -o DIR` that could not be written.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("bad artifact path {0}")]
+    BadPath(String),
+    #[error("cannot create {}: {source} (check -o DIR)", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set mode on {}: {source}", .path.display())]
+    Mode {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, WriteError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let at = |path: &Path| path.to_path_buf();
     let mut stats = WriteStats::default();
     for n in &plan.nodes {
         for a in &n.artifacts {
@@ -333,14 +206,19 @@ fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, String> {
             let target = dir.join(&n.name).join(rel);
             let parent = target
                 .parent()
-                .ok_or_else(|| format!("bad artifact path {}", a.path))?;
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e} (check -o DIR)", parent.display()))?;
+                .ok_or_else(|| WriteError::BadPath(a.path.clone()))?;
+            std::fs::create_dir_all(parent).map_err(|source| WriteError::Create {
+                path: at(parent),
+                source,
+            })?;
             match std::fs::read(&target) {
-                Ok(old) if old == a.contents => {
+                Ok(old) if old[..] == a.contents[..] => {
                     stats.unchanged += 1;
                     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(a.mode))
-                        .map_err(|e| format!("cannot set mode on {}: {e}", target.display()))?;
+                        .map_err(|source| WriteError::Mode {
+                            path: at(&target),
+                            source,
+                        })?;
                     continue;
                 }
                 Ok(_) => {
@@ -361,14 +239,26 @@ fn write_tree(plan: &plan::Plan, dir: &Path) -> Result<WriteStats, String> {
                 .create_new(true)
                 .mode(a.mode)
                 .open(&tmp)
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                .map_err(|source| WriteError::Write {
+                    path: at(&tmp),
+                    source,
+                })?;
             f.write_all(&a.contents)
                 .and_then(|_| f.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(a.mode))
-                .map_err(|e| format!("cannot set mode on {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, &target)
-                .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                .map_err(|source| WriteError::Write {
+                    path: at(&tmp),
+                    source,
+                })?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(a.mode)).map_err(
+                |source| WriteError::Mode {
+                    path: at(&tmp),
+                    source,
+                },
+            )?;
+            std::fs::rename(&tmp, &target).map_err(|source| WriteError::Write {
+                path: at(&target),
+                source,
+            })?;
         }
     }
     Ok(stats)

@@ -1,13 +1,10 @@
 //! `kubeha status`: per node reachability, services, etcd, VIP holder and VRRP state, and
 //! the certificate expiry summary of the PKI store.
 
-use std::time::{Duration, Instant};
-
 use clap::Args;
-use deploy::status::{self, NodeStatus, Probe};
-use deploy::transport::Exec;
+use deploy::status;
 
-use crate::cmd_plan::{Format, InventoryArgs, load_inventory};
+use crate::cluster_args::{Format, InventoryArgs, load_inventory};
 use crate::remote::{SshArgs, connect_all};
 
 #[derive(Args)]
@@ -26,7 +23,6 @@ pub fn run(args: StatusArgs) -> u8 {
         Err(code) => return code,
     };
     let inv = &loaded.inventory;
-    let vip = inv.endpoint.vip.to_string();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,90 +33,19 @@ pub fn run(args: StatusArgs) -> u8 {
             return 1;
         }
     };
-    let nodes: Vec<NodeStatus> = rt.block_on(async {
-        let conns = connect_all(inv, &args.inventory.file, &[], &args.ssh).await;
-        let probes = inv.nodes.iter().map(|n| {
-            let conn = conns.get(&n.name);
-            let vip = &vip;
-            async move {
-                let t = match conn {
-                    Some(Ok(t)) => t,
-                    Some(Err(e)) => {
-                        return NodeStatus {
-                            name: n.name.clone(),
-                            error: Some(e.clone()),
-                            ..NodeStatus::default()
-                        };
-                    }
-                    None => {
-                        return NodeStatus {
-                            name: n.name.clone(),
-                            ..NodeStatus::default()
-                        };
-                    }
-                };
-                let address = n.address.to_string();
-                let script = status::script(&Probe {
-                    vip,
-                    address: &address,
-                    metrics: "127.0.0.1:9100",
-                    etcd_member: inv.etcd_members().any(|m| m.name == n.name),
-                });
-                let t0 = Instant::now();
-                match t.run(&Exec::new(script, Duration::from_secs(20))).await {
-                    Ok(o) => {
-                        let mut s = status::parse(&n.name, &o.stdout_str());
-                        s.latency_ms = Some(t0.elapsed().as_millis() as u64);
-                        s
-                    }
-                    Err(e) => NodeStatus {
-                        name: n.name.clone(),
-                        error: Some(e.to_string()),
-                        ..NodeStatus::default()
-                    },
-                }
-            }
-        });
-        futures_util::future::join_all(probes).await
-    });
     let pki_dir = args.inventory.pki_dir();
-    let now = pki::time::OffsetDateTime::now_utc();
-    let certs = pki::inspect_store(&pki_dir, now).ok().map(|r| {
-        let soonest = r.rows.iter().min_by_key(|row| row.days_left);
-        serde_json::json!({
-            "store": pki_dir.display().to_string(),
-            "certificates": r.rows.len(),
-            "soonest": soonest.map(|s| s.source.clone()),
-            "soonest_days_left": soonest.map(|s| s.days_left),
-            "expiring_within_30_days": r.expiring(30).len(),
-        })
-    });
-    let holders: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.vip_held)
-        .map(|n| n.name.as_str())
-        .collect();
-    let etcd_members: Vec<&NodeStatus> = nodes.iter().filter(|n| n.etcd.is_some()).collect();
-    let etcd_healthy = etcd_members
-        .iter()
-        .filter(|n| n.etcd.as_ref().is_some_and(|e| e.healthy))
-        .count();
-    let healthy = holders.len() == 1
-        && nodes.iter().all(|n| n.reachable)
-        && etcd_healthy == etcd_members.len();
+    let st = rt.block_on(status::status(
+        inv,
+        async |names: &[String]| connect_all(inv, &args.inventory.file, names, &args.ssh).await,
+        &pki_dir,
+    ));
+    let vip = &st.vip;
+    let nodes = &st.nodes;
+    let holders = &st.vip_holders;
+    let (etcd_healthy, etcd_members) = (st.etcd_healthy, st.etcd_members);
     match args.output {
         Format::Json => {
-            let v = serde_json::json!({
-                "cluster": inv.cluster.name,
-                "vip": vip,
-                "vip_holders": holders,
-                "etcd_members": etcd_members.len(),
-                "etcd_healthy": etcd_healthy,
-                "healthy": healthy,
-                "nodes": nodes,
-                "certificates": certs,
-            });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
         }
         Format::Text => {
             let w = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
@@ -128,7 +53,7 @@ pub fn run(args: StatusArgs) -> u8 {
                 "{:<w$}  {:>7}  {:<10}  {:<4}  {:<8}  services",
                 "node", "ssh ms", "vrrp", "vip", "etcd"
             );
-            for n in &nodes {
+            for n in nodes {
                 let lat = n
                     .latency_ms
                     .map_or_else(|| "-".to_string(), |l| l.to_string());
@@ -163,18 +88,19 @@ pub fn run(args: StatusArgs) -> u8 {
                     [one] => format!("held by {one}"),
                     many => format!("held by {} nodes at once: {}", many.len(), many.join(", ")),
                 },
-                etcd_members.len()
+                etcd_members
             );
-            if let Some(c) = &certs {
+            if let Some(c) = &st.certificates {
                 println!(
                     "certificates: {} in {}, soonest expiry {} in {} days",
-                    c["certificates"],
-                    c["store"].as_str().unwrap_or(""),
-                    c["soonest"].as_str().unwrap_or("-"),
-                    c["soonest_days_left"]
+                    c.certificates,
+                    c.store,
+                    c.soonest.as_deref().unwrap_or("-"),
+                    c.soonest_days_left
+                        .map_or_else(|| "null".to_string(), |d| d.to_string())
                 );
             }
         }
     }
-    if healthy { 0 } else { 1 }
+    if st.healthy { 0 } else { 1 }
 }

@@ -10,7 +10,7 @@ use deploy::{Event, Observer, Options, Outcome, Report, Stop};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::EXIT_INVALID;
-use crate::cmd_plan::{Format, InventoryArgs, load_inventory, plan_inputs};
+use crate::cluster_args::{Format, InventoryArgs, load_inventory};
 use crate::remote::{SshArgs, connect_all};
 
 /// Exit status when everything before the Kubernetes-binary phases is done and kubeadm is absent.
@@ -48,106 +48,57 @@ pub fn run(args: UpArgs) -> u8 {
         Err(code) => return code,
     };
     let inv = &loaded.inventory;
-    for name in &args.only {
-        if !inv.nodes.iter().any(|n| &n.name == name) {
-            eprintln!(
-                "kubeha up: --only {name}: no such node in {} (nodes: {})",
-                args.inventory.file.display(),
-                inv.nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return EXIT_INVALID;
-        }
-    }
     let pki_dir = args.inventory.pki_dir();
-    let spec = plan::pki::spec(inv);
-    let now = pki::time::OffsetDateTime::now_utc();
-    match pki::Store::open(&pki_dir).issue(&spec, now, &pki::IssueOptions::default()) {
-        Ok(r) => {
-            let changed = r.changed().count();
-            if changed > 0 {
-                eprintln!(
-                    "kubeha up: PKI in {}: {changed} file(s) issued or updated",
-                    pki_dir.display()
-                );
-                if args.dry_run {
-                    eprintln!(
-                        "kubeha up: --dry-run wrote that PKI to disk: the dry run compares the nodes with \
-                         the certificates the real run installs, and the real run reuses them"
-                    );
-                }
-            }
-            for w in &r.warnings {
-                eprintln!("kubeha up: PKI: {w}");
-            }
-        }
-        Err(e) => {
-            eprintln!("kubeha up: PKI store {}: {e}", pki_dir.display());
-            return 1;
-        }
-    }
-    let mut inputs = match plan_inputs(inv, &args.inventory.file, &pki_dir) {
-        Ok(i) => i,
+    let prepared = match deploy::prepare(&deploy::Request {
+        inventory: inv,
+        inventory_path: &args.inventory.file,
+        pki_dir: &pki_dir,
+        only: &args.only,
+        from: args.from.as_deref(),
+    }) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("kubeha up: {e}");
-            return 1;
+            return if e.is_bad_input() { EXIT_INVALID } else { 1 };
         }
     };
-    match std::env::current_exe().and_then(std::fs::read) {
-        Ok(bytes) => inputs.kubeha_binary = Some(bytes),
-        Err(e) => {
-            eprintln!("kubeha up: cannot read this kubeha binary to install it on the nodes: {e}");
-            return 1;
+    if prepared.pki_changed > 0 {
+        eprintln!(
+            "kubeha up: PKI in {}: {} file(s) issued or updated",
+            pki_dir.display(),
+            prepared.pki_changed
+        );
+        if args.dry_run {
+            eprintln!(
+                "kubeha up: --dry-run wrote that PKI to disk: the dry run compares the nodes with \
+                 the certificates the real run installs, and the real run reuses them"
+            );
         }
     }
-    let plan = plan::build(inv, &inputs);
-    if let Some(from) = &args.from
-        && !plan
-            .nodes
-            .iter()
-            .any(|n| n.steps.iter().any(|s| &s.id == from))
-    {
-        let mut ids: Vec<&str> = plan
-            .nodes
-            .iter()
-            .flat_map(|n| n.steps.iter().map(|s| s.id.as_str()))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        eprintln!(
-            "kubeha up: --from {from}: no such step (steps: {})",
-            ids.join(", ")
-        );
-        return EXIT_INVALID;
+    for w in &prepared.pki_warnings {
+        eprintln!("kubeha up: PKI: {w}");
     }
     let log_dir = args.log_dir.clone().unwrap_or_else(|| {
         let stamp = pki::time::OffsetDateTime::now_utc();
-        let dir = args
-            .inventory
-            .file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        dir.join("logs").join(format!(
-            "up-{:04}{:02}{:02}-{:02}{:02}{:02}",
-            stamp.year(),
-            u8::from(stamp.month()),
-            stamp.day(),
-            stamp.hour(),
-            stamp.minute(),
-            stamp.second()
-        ))
+        plan::load::inventory_dir(&args.inventory.file)
+            .join("logs")
+            .join(format!(
+                "up-{:04}{:02}{:02}-{:02}{:02}{:02}",
+                stamp.year(),
+                u8::from(stamp.month()),
+                stamp.day(),
+                stamp.hour(),
+                stamp.minute(),
+                stamp.second()
+            ))
     });
     let opts = Options {
         concurrency: args.ssh.concurrency,
-        from: args.from.clone(),
+        from: prepared.from,
         only: args.only.clone(),
         dry_run: args.dry_run,
         step_timeout: args.step_timeout,
-        masked: vec![inputs.render.bootstrap_token.clone()],
+        masked: vec![prepared.bootstrap_token.clone()],
         log_dir: log_dir.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -160,6 +111,7 @@ pub fn run(args: UpArgs) -> u8 {
             return 1;
         }
     };
+    let plan = &prepared.plan;
     let names: Vec<String> = plan
         .nodes
         .iter()
@@ -167,16 +119,12 @@ pub fn run(args: UpArgs) -> u8 {
         .filter(|n| args.only.is_empty() || args.only.contains(n))
         .collect();
     let progress = Progress::new(&names, args.output == Format::Text);
-    let report = rt.block_on(async {
-        // The first control-plane node makes the join token for joins on --only nodes.
-        let mut reach = args.only.clone();
-        let first = inv.first_control_plane().name.clone();
-        if !reach.is_empty() && !reach.contains(&first) {
-            reach.push(first);
-        }
-        let conns = connect_all(inv, &args.inventory.file, &reach, &args.ssh).await;
-        deploy::execute(&plan, conns, &opts, &progress).await
-    });
+    let report = rt.block_on(deploy::up(
+        plan,
+        &opts,
+        async |names: &[String]| connect_all(inv, &args.inventory.file, names, &args.ssh).await,
+        &progress,
+    ));
     progress.finish();
     match args.output {
         Format::Json => println!(

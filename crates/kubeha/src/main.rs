@@ -1,8 +1,8 @@
 //! kubeha: highly-available Kubernetes control planes from one inventory file.
 //! This crate is the CLI only: arguments, output, exit codes.
 
-mod cmd_bundle;
 mod cluster_args;
+mod cmd_bundle;
 mod cmd_completions;
 mod cmd_frontdoor;
 mod cmd_lab;

@@ -1,15 +1,24 @@
 //! Reaching the inventory's nodes: SSH settings from the inventory and the command line,
 //! connections made in parallel. Shared by `up` and `status`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use deploy::transport::Transport;
+use deploy::Connections;
 use deploy::transport::local::Local;
 use deploy::transport::ssh::{SshOptions, SshSession, SshTarget};
+use deploy::transport::{Transport, TransportError};
 use inventory::{Inventory, Node};
+
+/// An `ssh.jump` the inventory validated but that does not make a target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JumpError {
+    #[error("jump host {jump}: {port} is not a port")]
+    Port { jump: String, port: String },
+    #[error("jump host {0}: expected user@host:port")]
+    Shape(String),
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct SshArgs {
@@ -45,7 +54,7 @@ fn expand(p: &str, base: &Path) -> PathBuf {
 }
 
 /// `user@host:port` (user and port optional) for a jump host.
-pub fn parse_jump(s: &str, default_user: &str) -> Result<SshTarget, String> {
+pub fn parse_jump(s: &str, default_user: &str) -> Result<SshTarget, JumpError> {
     let (user, rest) = match s.split_once('@') {
         Some((u, r)) => (u.to_string(), r),
         None => (default_user.to_string(), s),
@@ -53,13 +62,15 @@ pub fn parse_jump(s: &str, default_user: &str) -> Result<SshTarget, String> {
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
             h.to_string(),
-            p.parse::<u16>()
-                .map_err(|_| format!("jump host {s}: {p} is not a port"))?,
+            p.parse::<u16>().map_err(|_| JumpError::Port {
+                jump: s.to_string(),
+                port: p.to_string(),
+            })?,
         ),
         None => (rest.to_string(), 22),
     };
     if host.is_empty() || user.is_empty() {
-        return Err(format!("jump host {s}: expected user@host:port"));
+        return Err(JumpError::Shape(s.to_string()));
     }
     Ok(SshTarget {
         host,
@@ -70,7 +81,7 @@ pub fn parse_jump(s: &str, default_user: &str) -> Result<SshTarget, String> {
     })
 }
 
-pub fn target(node: &Node, inventory_dir: &Path) -> Result<SshTarget, String> {
+pub fn target(node: &Node, inventory_dir: &Path) -> Result<SshTarget, JumpError> {
     let key = node.ssh.key.as_deref().map(|k| expand(k, inventory_dir));
     let jump = match &node.ssh.jump {
         Some(j) => {
@@ -95,12 +106,8 @@ pub async fn connect_all(
     inventory_path: &Path,
     names: &[String],
     args: &SshArgs,
-) -> BTreeMap<String, Result<Transport, String>> {
-    let dir = inventory_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+) -> Connections {
+    let dir = plan::load::inventory_dir(inventory_path).to_path_buf();
     let mut opts = SshOptions::new(
         args.known_hosts
             .clone()
@@ -118,14 +125,16 @@ pub async fn connect_all(
             async move {
                 let _permit = sem.acquire().await;
                 if args.local.contains(&n.name) {
-                    return (n.name.clone(), Ok(Transport::Local(Local)));
+                    return (n.name.clone(), Ok(Box::new(Local) as Box<dyn Transport>));
                 }
                 let res = match target(n, dir) {
                     Ok(t) => SshSession::connect(&t, opts)
                         .await
-                        .map(Transport::Ssh)
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
+                        .map(|s| Box::new(s) as Box<dyn Transport>),
+                    Err(e) => Err(TransportError::Connect {
+                        addr: n.address.to_string(),
+                        reason: e.to_string(),
+                    }),
                 };
                 (n.name.clone(), res)
             }
@@ -155,6 +164,7 @@ mod tests {
         assert!(
             parse_jump("ops@host:ssh", "root")
                 .unwrap_err()
+                .to_string()
                 .contains("not a port")
         );
         assert!(parse_jump("@host", "root").is_err());

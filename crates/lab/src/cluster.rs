@@ -89,10 +89,8 @@ impl Service {
 
     pub fn signal(&self, sig: i32) -> bool {
         match self.pid {
-            Some(pid) if self.running() => {
-                // SAFETY: kill(2) on a PID whose command line we just checked is ours.
-                unsafe { libc::kill(pid, sig) == 0 }
-            }
+            // A PID whose command line we just checked is ours.
+            Some(pid) if self.running() => crate::netns::signal(pid, sig),
             _ => false,
         }
     }

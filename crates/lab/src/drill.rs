@@ -599,7 +599,7 @@ fn undo(
             if fd.running() {
                 fd.stop();
             }
-            *exit_code = fd.pid.and_then(reap);
+            *exit_code = fd.pid.and_then(crate::netns::reap);
             fd.start()?;
             state.save()?;
         }
@@ -609,28 +609,11 @@ fn undo(
             if etcd.running() {
                 etcd.stop();
             }
-            etcd.pid.and_then(reap);
+            etcd.pid.and_then(crate::netns::reap);
             cluster::start_etcd(state, i)?;
         }
     }
     Ok(())
-}
-
-/// Reaps `pid` if it is a child of ours that has exited; its exit code (128+signal if killed).
-fn reap(pid: i32) -> Option<i32> {
-    let mut status = 0;
-    // SAFETY: waitpid on a PID; ECHILD when it is not our child (then nothing happens).
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if r != pid {
-        return None;
-    }
-    if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        Some(128 + libc::WTERMSIG(status))
-    } else {
-        None
-    }
 }
 
 /// Polls `f` every 10 ms for at most `limit`; whether it became true.

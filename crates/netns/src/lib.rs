@@ -31,7 +31,7 @@ pub enum Error {
 
 /// Whether this process may create namespaces (root).
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Runs `ip` with arguments; an error carries the command and its stderr.
@@ -63,14 +63,49 @@ pub fn in_netns<T: Send + 'static>(
 ) -> std::thread::JoinHandle<Result<T, Error>> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(&path).map_err(|e| Error::Spawn(path.clone(), e))?;
-        // SAFETY: setns changes only this thread's namespace; the fd is valid for the call.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(Error::Spawn(path, std::io::Error::last_os_error()));
-        }
+        enter_netns(&path)?;
         Ok(f())
     })
+}
+
+/// Moves the calling thread into the network namespace at `path` (`/run/netns/<name>`); other
+/// threads stay where they are.
+pub fn enter_netns(path: &str) -> Result<(), Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::Spawn(path.to_string(), e))?;
+    enter_netns_file(&file).map_err(|e| Error::Spawn(path.to_string(), e))
+}
+
+/// Moves the calling thread into the network namespace `file` refers to (an open
+/// `/run/netns/<name>`).
+pub fn enter_netns_file(file: &std::fs::File) -> std::io::Result<()> {
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )?;
+    Ok(())
+}
+
+/// Sends signal `sig` (e.g. `libc::SIGKILL`) to process `pid`; whether it was delivered. A
+/// PID of 0 or below (never a process group here) and an unknown signal send nothing.
+pub fn signal(pid: i32, sig: i32) -> bool {
+    match (
+        rustix::process::Pid::from_raw(pid).filter(|_| pid > 0),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        (Some(pid), Some(sig)) => rustix::process::kill_process(pid, sig).is_ok(),
+        _ => false,
+    }
+}
+
+/// Reaps `pid` if it is a child of this process that has exited: its exit code (128+signal if
+/// killed). None while it runs, and for a PID that is not our child.
+pub fn reap(pid: i32) -> Option<i32> {
+    let pid = rustix::process::Pid::from_raw(pid).filter(|_| pid > 0)?;
+    let (_, status) =
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG).ok()??;
+    status
+        .exit_status()
+        .or_else(|| status.terminating_signal().map(|s| 128 + s))
 }
 
 /// Names of the network namespaces that exist now.
@@ -187,10 +222,8 @@ impl Netns {
             }
             for pid in pids {
                 // SIGCONT too, so a process a drill stopped is resumed and reaped.
-                unsafe {
-                    libc::kill(pid, libc::SIGCONT);
-                    libc::kill(pid, libc::SIGKILL);
-                }
+                signal(pid, libc::SIGCONT);
+                signal(pid, libc::SIGKILL);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -229,9 +262,7 @@ impl Proc {
     pub fn signal(&self, sig: i32) {
         let pid = self.pid();
         if pid > 0 {
-            unsafe {
-                libc::kill(pid, sig);
-            }
+            signal(pid, sig);
         }
     }
 
@@ -265,9 +296,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGCONT);
-            }
+            signal(c.id() as i32, libc::SIGCONT);
             let _ = c.kill();
             let _ = c.wait();
         }

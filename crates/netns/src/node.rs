@@ -22,15 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Error, Proc, run};
-
-/// Sends `sig` to `pid`; a process already gone is not an error here.
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
+use crate::{Error, Proc, run, signal};
 
 /// Spawns `cmd` with output to `log` (or nowhere) under a guard that kills it by PID.
 fn spawn_command(mut cmd: Command, what: String, log: Option<&Path>) -> Result<Proc, Error> {

@@ -2,78 +2,29 @@
 //! prints a Plan; `kubeha up` executes the same value. Building it is pure.
 
 mod build;
+pub mod facts;
+pub mod load;
+mod phase;
 pub mod pki;
+mod step_id;
 mod steps;
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-pub use build::{Inputs, build};
+pub use build::{Bundle, BundleFile, BundleImage, Inputs, KubehaBundle, build};
+pub use inventory::{EtcdTopology, FrontdoorKind, Roles};
+pub use phase::{ClusterCheck, Phase, Policy, Rollout};
 pub use render::Artifact;
-
-/// Cross-node order: every step of a phase finishes on every node that has it before the next
-/// phase starts (etcd before the control plane, first control plane before joins, the CNI
-/// before other control-plane nodes join as seed 000 notes, workers last).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Phase {
-    Preflight,
-    Prepare,
-    Pki,
-    Etcd,
-    Frontdoor,
-    Init,
-    Cni,
-    JoinControlPlane,
-    JoinWorker,
-    Verify,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 10] = [
-        Phase::Preflight,
-        Phase::Prepare,
-        Phase::Pki,
-        Phase::Etcd,
-        Phase::Frontdoor,
-        Phase::Init,
-        Phase::Cni,
-        Phase::JoinControlPlane,
-        Phase::JoinWorker,
-        Phase::Verify,
-    ];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Phase::Preflight => "preflight",
-            Phase::Prepare => "prepare",
-            Phase::Pki => "pki",
-            Phase::Etcd => "etcd",
-            Phase::Frontdoor => "frontdoor",
-            Phase::Init => "init",
-            Phase::Cni => "cni",
-            Phase::JoinControlPlane => "join-control-plane",
-            Phase::JoinWorker => "join-worker",
-            Phase::Verify => "verify",
-        }
-    }
-
-    /// Whether this phase runs Kubernetes' own binaries (kubeadm, kubectl).
-    pub fn needs_kubernetes_binaries(&self) -> bool {
-        matches!(
-            self,
-            Phase::Init | Phase::Cni | Phase::JoinControlPlane | Phase::JoinWorker | Phase::Verify
-        )
-    }
-}
+pub use step_id::{StepId, UnknownStep};
 
 /// One thing done on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// `phase/name`, unique per node; `--from` takes it.
-    pub id: String,
-    pub phase: Phase,
+    /// Unique per node; its phase comes with it.
+    pub id: StepId,
     pub description: String,
     /// Artifacts (by path) uploaded before `run`.
     pub uploads: Vec<String>,
@@ -83,11 +34,51 @@ pub struct Step {
     pub changes: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl Step {
+    pub fn phase(&self) -> Phase {
+        self.id.phase()
+    }
+}
+
+/// Field for field what `--output json` has always shown, `phase` included.
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Step", 6)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("phase", &self.phase())?;
+        st.serialize_field("description", &self.description)?;
+        st.serialize_field("uploads", &self.uploads)?;
+        st.serialize_field("run", &self.run)?;
+        st.serialize_field("changes", &self.changes)?;
+        st.end()
+    }
+}
+
+/// The virtual IP and the prefix length it is added with; shown as `a.b.c.d/len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vip {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Serialize for Vip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct NodePlan {
     pub name: String,
     pub address: String,
-    pub roles: Vec<&'static str>,
+    pub roles: Roles,
     pub steps: Vec<Step>,
     pub artifacts: Vec<Artifact>,
 }
@@ -96,16 +87,25 @@ impl NodePlan {
     pub fn artifact(&self, path: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.path == path)
     }
+
+    pub fn step(&self, id: StepId) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Only a worker: its failure does not stop the rest of the cluster.
+    pub fn is_worker_only(&self) -> bool {
+        self.roles.worker && !self.roles.control_plane && !self.roles.etcd
+    }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub cluster: String,
     pub kubernetes_version: String,
     pub endpoint: String,
-    pub vip: String,
-    pub frontdoor: String,
-    pub etcd_topology: String,
+    pub vip: Vip,
+    pub frontdoor: FrontdoorKind,
+    pub etcd_topology: EtcdTopology,
     /// Set when the PKI store has not been issued yet: certificate files are not in this plan.
     pub pki_pending: bool,
     pub nodes: Vec<NodePlan>,
@@ -114,6 +114,31 @@ pub struct Plan {
 impl Plan {
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn control_plane(&self) -> impl Iterator<Item = &NodePlan> {
+        self.nodes.iter().filter(|n| n.roles.control_plane)
+    }
+
+    /// Whether `node` runs an etcd member: control-plane nodes when stacked, etcd nodes when
+    /// external.
+    pub fn runs_etcd(&self, node: &NodePlan) -> bool {
+        match self.etcd_topology {
+            EtcdTopology::Stacked => node.roles.control_plane,
+            EtcdTopology::External => node.roles.etcd,
+        }
+    }
+
+    /// Step ids of every node, sorted, each once.
+    pub fn step_ids(&self) -> Vec<StepId> {
+        let mut ids: Vec<StepId> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.steps.iter().map(|s| s.id))
+            .collect();
+        ids.sort_by_key(|id| id.as_str());
+        ids.dedup();
+        ids
     }
 
     pub fn step_count(&self) -> usize {
@@ -157,7 +182,7 @@ impl Plan {
                 serde_json::json!({
                     "name": n.name,
                     "address": n.address,
-                    "roles": n.roles,
+                    "roles": n.roles.names(),
                     "steps": n.steps,
                     "artifacts": artifacts,
                 })
@@ -177,10 +202,10 @@ impl Plan {
 
     /// Nodes grouped by identical step lists, for a compact listing of many similar nodes.
     pub fn step_groups(&self) -> Vec<(Vec<&str>, &[Step])> {
-        let mut groups: BTreeMap<Vec<&str>, (usize, Vec<&str>)> = BTreeMap::new();
-        let mut order: Vec<(Vec<&str>, usize)> = Vec::new();
+        let mut groups: BTreeMap<Vec<StepId>, (usize, Vec<&str>)> = BTreeMap::new();
+        let mut order: Vec<(Vec<StepId>, usize)> = Vec::new();
         for (i, n) in self.nodes.iter().enumerate() {
-            let key: Vec<&str> = n.steps.iter().map(|s| s.id.as_str()).collect();
+            let key: Vec<StepId> = n.steps.iter().map(|s| s.id).collect();
             match groups.get_mut(&key) {
                 Some((_, names)) => names.push(&n.name),
                 None => {

@@ -63,7 +63,7 @@ pub fn artifacts(
                     owner: "root:root".into(),
                     sensitive: a.mode & 0o077 == 0,
                     purpose: "certificate material from kubeha's PKI".into(),
-                    contents: a.bytes,
+                    contents: a.bytes.into(),
                 })
                 .collect();
             (node, arts)

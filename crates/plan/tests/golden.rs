@@ -84,7 +84,7 @@ fn v1beta3_for_kubernetes_before_1_31() {
         n.artifact("/etc/kubeha/kubeadm-init.yaml")
             .unwrap()
             .contents
-            .clone(),
+            .to_vec(),
     )
     .unwrap();
     assert!(init.contains("apiVersion: kubeadm.k8s.io/v1beta3"));
@@ -101,7 +101,7 @@ fn v1beta3_for_kubernetes_before_1_31() {
             .artifact("/etc/kubeha/kubeadm-init.yaml")
             .unwrap()
             .contents
-            .clone(),
+            .to_vec(),
     )
     .unwrap();
     assert!(init.contains("apiVersion: kubeadm.k8s.io/v1beta4"));
@@ -122,7 +122,7 @@ fn certsans_include_vip_every_control_plane_name_and_address() {
             .artifact("/etc/kubeha/kubeadm-init.yaml")
             .unwrap()
             .contents
-            .clone(),
+            .to_vec(),
     )
     .unwrap();
     let sans_start = init.find("certSANs:").unwrap();

@@ -63,7 +63,7 @@ fn keepalived_accepts_every_rendered_config() {
             n.artifact(render::paths::KEEPALIVED_CONF)
                 .unwrap()
                 .contents
-                .clone(),
+                .to_vec(),
         )
         .unwrap();
         let (ok, text) = keepalived_check(&conf, dir.path());
@@ -115,7 +115,7 @@ fn haproxy_accepts_the_rendered_config() {
             .artifact(render::paths::HAPROXY_CFG)
             .unwrap()
             .contents
-            .clone(),
+            .to_vec(),
     )
     .unwrap();
     assert!(
@@ -149,7 +149,7 @@ fn failing_check_moves_the_vip_below_every_healthy_node() {
                 .artifact(render::paths::KEEPALIVED_CONF)
                 .unwrap()
                 .contents
-                .clone(),
+                .to_vec(),
         )
         .unwrap();
         c.lines()
@@ -164,7 +164,7 @@ fn failing_check_moves_the_vip_below_every_healthy_node() {
             .artifact(render::paths::KEEPALIVED_CONF)
             .unwrap()
             .contents
-            .clone(),
+            .to_vec(),
     )
     .unwrap();
     let weight: i32 = c

@@ -68,10 +68,7 @@ pub fn kill_keepalived(parent: &Proc, vrrp_pidfile: &Path) -> bool {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
     if let Some(pid) = child {
-        // SAFETY: kill(2) on keepalived's VRRP child, which the caller started.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
+        netns::signal(pid, libc::SIGKILL);
     }
     parent.signal(libc::SIGKILL);
     child.is_some()

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod garp;
+pub mod listen;
 pub mod socket;
 pub mod speaker;
 

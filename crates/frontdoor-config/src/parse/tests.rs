@@ -188,7 +188,10 @@ fn a_repeated_key_points_at_the_right_one() {
         "  kind: https\n  ca: /ca.crt\n  path: /readyz\n  client_key: /k.pem\n",
     );
     let e = err(&text);
-    assert!(e.starts_with("f.yaml:12:15: error: health.client_cert:"), "{e}");
+    assert!(
+        e.starts_with("f.yaml:12:15: error: health.client_cert:"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! what `cluster::vip_on` reads from `ip addr`, at a few microseconds instead of a process.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -64,9 +63,8 @@ impl Watcher {
                 while !st.load(Ordering::Relaxed) && started.elapsed() < limit {
                     let mut now_holding = Vec::new();
                     for (i, f) in files.iter().enumerate() {
-                        // SAFETY: setns moves only this thread; the fd stays open meanwhile.
-                        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                            let e = std::io::Error::last_os_error();
+                        // Moves only this thread; the file stays open meanwhile.
+                        if let Err(e) = crate::netns::enter_netns_file(f) {
                             sh.lock().unwrap().error = Some(format!("setns: {e}"));
                             return;
                         }

@@ -1,7 +1,6 @@
 //! Helpers shared by the root namespace tests: speakers on threads inside node namespaces.
 #![allow(dead_code)]
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use testkit::netns::Topology;
@@ -57,9 +56,7 @@ pub fn start(ns: &str, cfg: SpeakerConfig) -> Running {
     let ns_path = format!("/run/netns/{ns}");
     let token = stop.clone();
     let thread = std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns_path).unwrap();
-        // SAFETY: setns on this thread only; the fd is valid for the call.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        testkit::netns::enter_netns(&ns_path).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
