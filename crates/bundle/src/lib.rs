@@ -30,7 +30,7 @@ pub const SUMS: &str = "SHA256SUMS";
 pub const BINARIES_VERSIONS: &str = "VERSIONS";
 
 /// Binaries installed on nodes (the others only run inside images).
-pub const NODE_BINARIES: [&str; 5] = ["kubeadm", "kubelet", "kubectl", "etcd", "etcdctl"];
+pub const NODE_BINARIES: [&str; 6] = ["kubeadm", "kubelet", "kubectl", "crictl", "etcd", "etcdctl"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

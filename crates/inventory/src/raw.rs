@@ -68,6 +68,8 @@ pub(crate) struct RawInventory {
     #[serde(default)]
     pub kubelet: Option<S<RawKubelet>>,
     #[serde(default)]
+    pub kubeadm: Option<S<RawKubeadm>>,
+    #[serde(default)]
     pub pki: Option<S<RawPki>>,
     #[serde(default)]
     pub packages: Option<S<RawPackages>>,
@@ -139,6 +141,9 @@ pub(crate) struct RawNode {
     /// VRRP priority of this node's front door (control-plane nodes only).
     #[serde(default)]
     pub priority: Option<S<u16>>,
+    /// kubelet flags for this node alone, over `kubelet.extra_args`.
+    #[serde(default)]
+    pub kubelet_extra_args: Option<S<BTreeMap<String, S<String>>>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -219,6 +224,10 @@ pub(crate) struct RawRuntime {
     pub log_max_size: Option<S<String>>,
     #[serde(default)]
     pub log_max_files: Option<S<u32>>,
+    #[serde(default)]
+    pub restrict_oom_score_adj: Option<S<bool>>,
+    #[serde(default)]
+    pub cni_bin_dir: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]
@@ -269,6 +278,38 @@ pub(crate) struct RawKubelet {
     pub max_pods: Option<S<u32>>,
     #[serde(default)]
     pub server_tls_bootstrap: Option<S<bool>>,
+    #[serde(default)]
+    pub fail_cgroup_v1: Option<S<bool>>,
+    #[serde(default)]
+    pub extra_args: Option<S<BTreeMap<String, S<String>>>>,
+    /// Merged into the KubeletConfiguration kubeadm uploads for every node.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub extra_config: Option<S<BTreeMap<String, serde_json::Value>>>,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Kubeadm")]
+pub(crate) struct RawKubeadm {
+    #[serde(default)]
+    pub ignore_preflight_errors: Option<StrList>,
+    #[serde(default)]
+    pub timeouts: Option<S<RawKubeadmTimeouts>>,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "KubeadmTimeouts")]
+pub(crate) struct RawKubeadmTimeouts {
+    #[serde(default)]
+    pub control_plane_health_check: Option<S<String>>,
+    #[serde(default)]
+    pub kubelet_health_check: Option<S<String>>,
+    #[serde(default)]
+    pub discovery: Option<S<String>>,
+    #[serde(default)]
+    pub tls_bootstrap: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

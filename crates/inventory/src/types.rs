@@ -21,6 +21,7 @@ pub struct Inventory {
     pub runtime: Runtime,
     pub frontdoor: Frontdoor,
     pub kubelet: Kubelet,
+    pub kubeadm: Kubeadm,
     pub pki: PkiSettings,
     pub packages: Packages,
 }
@@ -158,6 +159,8 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     /// Front door VRRP priority (control-plane nodes; `None` elsewhere).
     pub priority: Option<Priority>,
+    /// kubelet flags (without `--`) for this node alone, over `kubelet.extra_args`.
+    pub kubelet_extra_args: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -197,6 +200,22 @@ pub struct Ssh {
 pub enum EtcdTopology {
     Stacked,
     External,
+}
+
+impl EtcdTopology {
+    /// The inventory's (and the Plan's JSON) spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EtcdTopology::Stacked => "stacked",
+            EtcdTopology::External => "external",
+        }
+    }
+}
+
+impl fmt::Display for EtcdTopology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +261,16 @@ pub struct Networking {
 }
 
 impl Networking {
+    /// `cni: bridge`: the pod subnet of the node at `index` in the inventory (a /24).
+    pub fn node_pod_subnet(&self, index: usize) -> Option<Ipv4Net> {
+        let per_node = 24u8.checked_sub(self.pod_cidr.prefix_len())?;
+        if per_node < 32 && index >= 1usize << per_node {
+            return None;
+        }
+        let base = u32::from(self.pod_cidr.network()) + ((index as u32) << 8);
+        Ipv4Net::new(Ipv4Addr::from(base), 24).ok()
+    }
+
     /// The cluster IP of the `kubernetes` service: the first address of the service CIDR.
     pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
         let base = u32::from(self.service_cidr.network());
@@ -260,6 +289,10 @@ impl Networking {
 pub enum Cni {
     Flannel,
     Calico,
+    /// The reference bridge plugin with host-local addresses: a /24 of `pod_cidr` per node
+    /// (in inventory order) and routes to the other nodes' /24s that kubeha manages. For labs
+    /// and flat L2 networks; no image, no overlay.
+    Bridge,
     None,
 }
 
@@ -300,6 +333,11 @@ pub struct Runtime {
     /// kubelet containerLogMaxSize, e.g. `100Mi`.
     pub log_max_size: String,
     pub log_max_files: u32,
+    /// containerd CRI `restrict_oom_score_adj`: for hosts (containers, sandboxes) without
+    /// CAP_SYS_RESOURCE, where a negative oom_score_adj fails every pod sandbox.
+    pub restrict_oom_score_adj: bool,
+    /// Where the CNI plugins live (Debian's containernetworking-plugins: /usr/lib/cni).
+    pub cni_bin_dir: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -311,6 +349,23 @@ pub enum FrontdoorKind {
     KeepalivedHaproxy,
     /// A load balancer kubeha does not manage.
     External,
+}
+
+impl FrontdoorKind {
+    /// The inventory's (and the Plan's JSON) spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FrontdoorKind::Builtin => "builtin",
+            FrontdoorKind::KeepalivedHaproxy => "keepalived-haproxy",
+            FrontdoorKind::External => "external",
+        }
+    }
+}
+
+impl fmt::Display for FrontdoorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -372,6 +427,39 @@ pub struct Health {
 pub struct Kubelet {
     pub max_pods: u32,
     pub server_tls_bootstrap: bool,
+    /// `failCgroupV1`; unset leaves the kubelet's default (true from 1.35).
+    pub fail_cgroup_v1: Option<bool>,
+    /// kubelet flags (without `--`) on every node.
+    pub extra_args: BTreeMap<String, String>,
+    /// Fields merged into the KubeletConfiguration (kubeadm uploads it for every node).
+    pub extra_config: BTreeMap<String, serde_json::Value>,
+}
+
+/// kubeadm's own knobs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Kubeadm {
+    /// `nodeRegistration.ignorePreflightErrors`, e.g. `SystemVerification` on cgroup v1
+    /// hybrid hosts.
+    pub ignore_preflight_errors: Vec<String>,
+    pub timeouts: KubeadmTimeouts,
+}
+
+/// kubeadm v1beta4 `timeouts` (1.31+); unset keeps kubeadm's defaults.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KubeadmTimeouts {
+    pub control_plane_health_check: Option<Duration>,
+    pub kubelet_health_check: Option<Duration>,
+    pub discovery: Option<Duration>,
+    pub tls_bootstrap: Option<Duration>,
+}
+
+impl KubeadmTimeouts {
+    pub fn is_empty(&self) -> bool {
+        self.control_plane_health_check.is_none()
+            && self.kubelet_health_check.is_none()
+            && self.discovery.is_none()
+            && self.tls_bootstrap.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

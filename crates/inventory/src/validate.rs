@@ -25,7 +25,8 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
     let images = images(raw.images.as_ref(), sink);
     let runtime = runtime(raw.runtime.as_ref(), sink);
     let frontdoor = frontdoor(raw.frontdoor.as_ref(), sink);
-    let kubelet = kubelet(raw.kubelet.as_ref());
+    let kubelet = kubelet(raw.kubelet.as_ref(), sink);
+    let kubeadm = kubeadm(raw.kubeadm.as_ref(), cluster.as_ref(), sink);
     let pki = pki(raw.pki.as_ref(), sink);
     let packages = packages(raw.packages.as_ref(), sink);
     let endpoint = endpoint(endpoint_raw, &nodes, sink);
@@ -54,7 +55,8 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
         images: images?,
         runtime: runtime?,
         frontdoor: frontdoor?,
-        kubelet,
+        kubelet: kubelet?,
+        kubeadm: kubeadm?,
         pki: pki?,
         packages: packages?,
     };
@@ -488,6 +490,11 @@ fn nodes<'a>(
                 }
             }
         }
+        let kubelet_extra_args = n
+            .kubelet_extra_args
+            .as_ref()
+            .and_then(|a| kubelet_args(a, &format!("{f}.kubelet_extra_args"), sink));
+        ok &= n.kubelet_extra_args.is_none() || kubelet_extra_args.is_some();
         if let (true, Some((address, subnet)), Some(roles), Some(ssh)) = (ok, addr, roles, ssh) {
             out.push((
                 Node {
@@ -499,6 +506,7 @@ fn nodes<'a>(
                     interface,
                     labels,
                     priority,
+                    kubelet_extra_args: kubelet_extra_args.unwrap_or_default(),
                 },
                 rn,
             ));
@@ -790,6 +798,7 @@ fn networking(n: Option<&S<RawNetworking>>, sink: &mut Sink) -> Option<Networkin
             &[
                 ("flannel", Cni::Flannel),
                 ("calico", Cni::Calico),
+                ("bridge", Cni::Bridge),
                 ("none", Cni::None),
             ],
             sink,
@@ -954,10 +963,26 @@ fn runtime(r: Option<&S<RawRuntime>>, sink: &mut Sink) -> Option<Runtime> {
         );
         ok = false;
     }
+    let cni_bin_dir = match &r.cni_bin_dir {
+        Some(d) if !is_absolute_path(&d.value) => {
+            sink.error(
+                pos(d),
+                "runtime.cni_bin_dir",
+                format!("`{}` is not an absolute path", d.value),
+                "write it like /opt/cni/bin (Debian's plugins: /usr/lib/cni)",
+            );
+            ok = false;
+            String::new()
+        }
+        Some(d) => d.value.clone(),
+        None => "/opt/cni/bin".into(),
+    };
     ok.then(|| Runtime {
         systemd_cgroup: r.systemd_cgroup.as_ref().is_none_or(|b| b.value),
         log_max_size,
         log_max_files,
+        restrict_oom_score_adj: r.restrict_oom_score_adj.as_ref().is_some_and(|b| b.value),
+        cni_bin_dir,
     })
 }
 
@@ -1161,13 +1186,136 @@ fn health(h: Option<&S<RawHealth>>, sink: &mut Sink) -> Option<Health> {
     })
 }
 
-fn kubelet(k: Option<&S<RawKubelet>>) -> Kubelet {
+fn kubelet(k: Option<&S<RawKubelet>>, sink: &mut Sink) -> Option<Kubelet> {
     let default = RawKubelet::default();
     let k = k.map_or(&default, |k| &k.value);
-    Kubelet {
+    let extra_args = match &k.extra_args {
+        Some(a) => kubelet_args(a, "kubelet.extra_args", sink)?,
+        None => BTreeMap::new(),
+    };
+    // Fields with an inventory setting of their own are set there, so two places never
+    // disagree about one value.
+    const OWNED: [(&str, &str); 7] = [
+        ("apiVersion", "it is fixed"),
+        ("kind", "it is fixed"),
+        ("cgroupDriver", "set runtime.systemd_cgroup"),
+        ("maxPods", "set kubelet.max_pods"),
+        ("serverTLSBootstrap", "set kubelet.server_tls_bootstrap"),
+        ("failCgroupV1", "set kubelet.fail_cgroup_v1"),
+        ("containerLogMaxSize", "set runtime.log_max_size"),
+    ];
+    let mut extra_config = BTreeMap::new();
+    if let Some(c) = &k.extra_config {
+        for (key, value) in &c.value {
+            if let Some((_, hint)) = OWNED.iter().find(|(o, _)| o == key) {
+                sink.error(
+                    pos(c),
+                    format!("kubelet.extra_config.{key}"),
+                    "kubeha sets this field itself",
+                    *hint,
+                );
+                return None;
+            }
+            extra_config.insert(key.clone(), value.clone());
+        }
+    }
+    Some(Kubelet {
         max_pods: k.max_pods.as_ref().map_or(110, |v| v.value),
         server_tls_bootstrap: k.server_tls_bootstrap.as_ref().is_some_and(|v| v.value),
+        fail_cgroup_v1: k.fail_cgroup_v1.as_ref().map(|v| v.value),
+        extra_args,
+        extra_config,
+    })
+}
+
+/// kubelet flags as a name → value map: names without the leading dashes.
+fn kubelet_args(
+    a: &S<BTreeMap<String, S<String>>>,
+    field: &str,
+    sink: &mut Sink,
+) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in &a.value {
+        let plain = !name.is_empty()
+            && !name.starts_with('-')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !plain {
+            sink.error(
+                pos(value),
+                format!("{field}.{name}"),
+                format!("`{name}` is not a kubelet flag name"),
+                "write the flag without dashes, e.g. oom-score-adj: \"0\"",
+            );
+            return None;
+        }
+        out.insert(name.clone(), value.value.clone());
     }
+    Some(out)
+}
+
+fn is_absolute_path(s: &str) -> bool {
+    s.starts_with('/') && !s.split('/').any(|c| c == "..")
+}
+
+fn kubeadm(
+    k: Option<&S<RawKubeadm>>,
+    cluster: Option<&Cluster>,
+    sink: &mut Sink,
+) -> Option<Kubeadm> {
+    let default = RawKubeadm::default();
+    let k = k.map_or(&default, |k| &k.value);
+    let mut ok = true;
+    let mut ignore_preflight_errors = Vec::new();
+    for e in k.ignore_preflight_errors.iter().flat_map(|l| &l.value) {
+        let name_ok = !e.value.is_empty()
+            && e.value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !name_ok {
+            sink.error(
+                pos(e),
+                "kubeadm.ignore_preflight_errors",
+                format!("`{}` is not a preflight check name", e.value),
+                "use kubeadm's check names, e.g. SystemVerification, Swap, or all",
+            );
+            ok = false;
+        }
+        ignore_preflight_errors.push(e.value.clone());
+    }
+    let mut timeouts = KubeadmTimeouts::default();
+    if let Some(t) = &k.timeouts {
+        let v1beta3 =
+            cluster.is_some_and(|c| c.kubernetes_version.kubeadm_api().ends_with("v1beta3"));
+        if v1beta3 {
+            sink.error(
+                pos(t),
+                "kubeadm.timeouts",
+                "kubeadm's v1beta3 configuration (Kubernetes before 1.31) has no timeouts",
+                "remove kubeadm.timeouts, or use Kubernetes 1.31 or newer",
+            );
+            ok = false;
+        }
+        let t = &t.value;
+        let mut one = |raw: &Option<S<String>>, name: &str| -> Option<Duration> {
+            let r = raw.as_ref()?;
+            let d = parse_duration(r, &format!("kubeadm.timeouts.{name}"), sink);
+            ok &= d.is_some();
+            d
+        };
+        timeouts = KubeadmTimeouts {
+            control_plane_health_check: one(
+                &t.control_plane_health_check,
+                "control_plane_health_check",
+            ),
+            kubelet_health_check: one(&t.kubelet_health_check, "kubelet_health_check"),
+            discovery: one(&t.discovery, "discovery"),
+            tls_bootstrap: one(&t.tls_bootstrap, "tls_bootstrap"),
+        };
+    }
+    ok.then_some(Kubeadm {
+        ignore_preflight_errors,
+        timeouts,
+    })
 }
 
 fn packages(p: Option<&S<RawPackages>>, sink: &mut Sink) -> Option<Packages> {
@@ -1478,6 +1626,17 @@ fn overlaps(
         .or(raw.networking.as_ref().map(pos))
         .unwrap_or_default();
     let (pod, svc) = (net.pod_cidr, net.service_cidr);
+    if net.cni == Cni::Bridge && net.node_pod_subnet(nodes.len().saturating_sub(1)).is_none() {
+        sink.error(
+            pod_pos,
+            "networking.pod_cidr",
+            format!(
+                "{pod} has room for fewer /24s than the {} nodes `cni: bridge` gives one each",
+                nodes.len()
+            ),
+            "use a larger pod range, like 10.244.0.0/16",
+        );
+    }
     if overlap(pod, svc) {
         sink.error(
             svc_pos,

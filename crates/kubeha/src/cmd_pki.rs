@@ -48,9 +48,10 @@ pub struct IssueArgs {
     /// PKI spec file (endpoint, control_plane, etcd, ...), instead of an inventory
     #[arg(long, value_name = "spec.yaml")]
     pub spec: Option<PathBuf>,
-    /// Store directory (per-node trees end up in DIR/nodes/<node>/)
-    #[arg(long, value_name = "DIR", default_value = "pki")]
-    pub dir: PathBuf,
+    /// Store directory (per-node trees end up in DIR/nodes/<node>/); default: pki/ beside the
+    /// inventory, where `plan` and `up` look, or ./pki with --spec
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     /// Replace this CA (ca, front-proxy-ca, etcd-ca, sa) even though it exists; the old files
     /// are moved to DIR/replaced/. Everything the CA signed is reissued
     #[arg(long = "replace-ca", value_name = "CA")]
@@ -104,9 +105,36 @@ pub struct TokenArgs {
     pub ttl: String,
 }
 
+/// Why a `pki` subcommand could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiCmdError {
+    #[error("give -f cluster.yaml or --spec spec.yaml")]
+    NoInput,
+    #[error("{}: fix the inventory first; nothing was issued", .0.display())]
+    Inventory(PathBuf),
+    #[error("--replace-ca {0}: expected one of ca, front-proxy-ca, etcd-ca, sa")]
+    ReplaceCa(String),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: pki::PkiError,
+    },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs a `pki` subcommand. `Ok(0)` success, `Ok(1)` `check` found certificates expiring
-/// within the threshold (or unreadable ones); `Err` is a message for the user.
-pub fn run(args: PkiArgs) -> Result<i32, String> {
+/// within the threshold (or unreadable ones); `Err` is for the user.
+pub fn run(args: PkiArgs) -> Result<i32, PkiCmdError> {
     let now = OffsetDateTime::now_utc();
     let mut out = std::io::stdout().lock();
     run_to(args, now, &mut out)
@@ -117,42 +145,48 @@ pub fn run_to(
     args: PkiArgs,
     now: OffsetDateTime,
     out: &mut dyn std::io::Write,
-) -> Result<i32, String> {
-    let w = |out: &mut dyn std::io::Write, s: &str| {
-        out.write_all(s.as_bytes()).map_err(|e| e.to_string())
-    };
+) -> Result<i32, PkiCmdError> {
+    let w = |out: &mut dyn std::io::Write, s: &str| out.write_all(s.as_bytes());
     match args.command {
         PkiCommand::Issue(a) => {
             let spec = match (&a.file, &a.spec) {
                 (Some(f), _) => spec_from_inventory(f)?,
                 (None, Some(s)) => {
-                    let text =
-                        std::fs::read_to_string(s).map_err(|e| format!("{}: {e}", s.display()))?;
-                    PkiSpec::from_yaml(&text).map_err(|e| format!("{}: {e}", s.display()))?
+                    let text = std::fs::read_to_string(s).map_err(|source| PkiCmdError::Read {
+                        path: s.clone(),
+                        source,
+                    })?;
+                    PkiSpec::from_yaml(&text).map_err(|source| PkiCmdError::File {
+                        path: s.clone(),
+                        source,
+                    })?
                 }
-                (None, None) => return Err("give -f cluster.yaml or --spec spec.yaml".into()),
+                (None, None) => return Err(PkiCmdError::NoInput),
             };
             let mut replace_ca = BTreeSet::new();
             for name in &a.replace_ca {
-                let k = CaKind::parse(name).ok_or_else(|| {
-                    format!("--replace-ca {name}: expected one of ca, front-proxy-ca, etcd-ca, sa")
-                })?;
+                let k = CaKind::parse(name).ok_or_else(|| PkiCmdError::ReplaceCa(name.clone()))?;
                 replace_ca.insert(k);
             }
             let opts = IssueOptions {
                 replace_ca,
                 renew_before: Duration::from_secs(a.renew_before_days.saturating_mul(86400)),
             };
-            let store = Store::open(&a.dir);
-            let report = store.issue(&spec, now, &opts).map_err(|e| e.to_string())?;
+            let dir = match (&a.dir, &a.file) {
+                (Some(d), _) => d.clone(),
+                (None, Some(f)) => plan::load::default_pki_dir(f),
+                (None, None) => PathBuf::from("pki"),
+            };
+            let store = Store::open(&dir);
+            let report = store.issue(&spec, now, &opts)?;
             w(out, &report.to_string())?;
-            let ca = std::fs::read(a.dir.join(CaKind::Ca.cert_rel())).map_err(|e| e.to_string())?;
-            let hash = pki::discovery_hash(&ca).map_err(|e| e.to_string())?;
+            let ca = std::fs::read(dir.join(CaKind::Ca.cert_rel()))?;
+            let hash = pki::discovery_hash(&ca)?;
             w(
                 out,
                 &format!(
                     "discovery hash: {hash}\nper-node trees: {}/<node>/ (copy to /etc/kubernetes)\n",
-                    a.dir.join("nodes").display()
+                    dir.join("nodes").display()
                 ),
             )?;
             Ok(0)
@@ -162,8 +196,7 @@ pub fn run_to(
                 (_, Some(p)) => pki::inspect_node_tree(p, now),
                 (Some(d), None) => pki::inspect_store(d, now),
                 (None, None) => pki::inspect_store(Path::new("pki"), now),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             w(out, &report.table())?;
             let expiring = report.expiring(a.warn_days);
             for r in &expiring {
@@ -205,22 +238,25 @@ pub fn run_to(
             let opts = RenewOptions {
                 leaf_validity: a.days.map(|d| Duration::from_secs(d.saturating_mul(86400))),
             };
-            let report = Store::open(&a.dir)
-                .renew(now, a.only.as_deref(), &opts)
-                .map_err(|e| e.to_string())?;
+            let report = Store::open(&a.dir).renew(now, a.only.as_deref(), &opts)?;
             w(out, &report.to_string())?;
             Ok(0)
         }
         PkiCommand::Hash(a) => {
-            let bytes = std::fs::read(&a.ca).map_err(|e| format!("{}: {e}", a.ca.display()))?;
-            let hash =
-                pki::discovery_hash(&bytes).map_err(|e| format!("{}: {e}", a.ca.display()))?;
+            let bytes = std::fs::read(&a.ca).map_err(|source| PkiCmdError::Read {
+                path: a.ca.clone(),
+                source,
+            })?;
+            let hash = pki::discovery_hash(&bytes).map_err(|source| PkiCmdError::File {
+                path: a.ca.clone(),
+                source,
+            })?;
             w(out, &format!("{hash}\n"))?;
             Ok(0)
         }
         PkiCommand::Token(a) => {
-            let ttl = pki::parse_duration(&a.ttl).map_err(|e| e.to_string())?;
-            let t = pki::generate_token(ttl, now).map_err(|e| e.to_string())?;
+            let ttl = pki::parse_duration(&a.ttl)?;
+            let t = pki::generate_token(ttl, now)?;
             w(out, &format!("{}\n", t.token))?;
             match t.expires {
                 Some(e) => eprintln!(
@@ -236,12 +272,8 @@ pub fn run_to(
 }
 
 /// The PKI spec for a cluster inventory (validation errors are printed with their place).
-pub fn spec_from_inventory(path: &Path) -> Result<PkiSpec, String> {
-    let loaded = crate::cmd_plan::load_inventory(path).map_err(|_| {
-        format!(
-            "{}: fix the inventory first; nothing was issued",
-            path.display()
-        )
-    })?;
+pub fn spec_from_inventory(path: &Path) -> Result<PkiSpec, PkiCmdError> {
+    let loaded = crate::cluster_args::load_inventory(path)
+        .map_err(|_| PkiCmdError::Inventory(path.to_path_buf()))?;
     Ok(plan::pki::spec(&loaded.inventory))
 }

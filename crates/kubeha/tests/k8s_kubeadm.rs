@@ -42,6 +42,19 @@ fn kubeadm_configs(out: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// What kubeha's lab sets for node namespaces on this machine (cgroup v1 hybrid, no
+/// CAP_SYS_RESOURCE, Debian's CNI plugins, 2 slow cores).
+const NODE_NAMESPACE_SETTINGS: &str = "\
+runtime: { systemd_cgroup: false, restrict_oom_score_adj: true, cni_bin_dir: /usr/lib/cni }
+kubelet:
+  fail_cgroup_v1: false
+  extra_args: { oom-score-adj: \"0\" }
+  extra_config: { failSwapOn: false, imageGCHighThresholdPercent: 100, evictionHard: { memory.available: \"0%\", nodefs.available: \"0%\" } }
+kubeadm:
+  ignore_preflight_errors: [SystemVerification]
+  timeouts: { control_plane_health_check: 10m, kubelet_health_check: 6m, tls_bootstrap: 5m }
+";
+
 #[test]
 fn kubeadm_validates_every_configuration_kubeha_renders() {
     let Some(bin) = binaries("kubeadm_validates_every_configuration_kubeha_renders") else {
@@ -70,6 +83,15 @@ fn kubeadm_validates_every_configuration_kubeha_renders() {
                     "  - name: worker1\n",
                     "  - name: etcd1\n    address: 198.18.0.31/24\n    roles: [etcd]\n  - name: etcd2\n    address: 198.18.0.32/24\n    roles: [etcd]\n  - name: etcd3\n    address: 198.18.0.33/24\n    roles: [etcd]\n  - name: worker1\n",
                 )
+            }),
+        ),
+        (
+            "settings a node namespace needs (kubelet, kubeadm, runtime)",
+            example_at("minimal.yaml", &v, &|s| {
+                s.replace(
+                    "  - { name: cp1, address: 198.18.0.11/24, roles: [control-plane] }",
+                    "  - { name: cp1, address: 198.18.0.11/24, roles: [control-plane], kubelet_extra_args: { cgroup-root: /kubeha-lab-cp1 } }",
+                ) + NODE_NAMESPACE_SETTINGS
             }),
         ),
         (
@@ -121,6 +143,30 @@ fn kubeadm_validates_every_configuration_kubeha_renders() {
             !same_minor || images.lines().any(|l| l.trim() == sandbox),
             "{what}: containerd's sandbox_image {sandbox} is not among kubeadm's images:\n{images}"
         );
+        if what.starts_with("settings") {
+            let init_text = std::fs::read_to_string(init).unwrap();
+            for want in [
+                "ignorePreflightErrors:\n  - SystemVerification",
+                "controlPlaneComponentHealthCheck: 600s",
+                "name: cgroup-root\n    value: /kubeha-lab-cp1",
+                "name: oom-score-adj\n    value: '0'",
+                "failCgroupV1: false",
+                "failSwapOn: false",
+            ] {
+                assert!(
+                    init_text.contains(want),
+                    "{what}: `{want}` not in\n{init_text}"
+                );
+            }
+            assert!(
+                containerd.contains("restrict_oom_score_adj = true"),
+                "{containerd}"
+            );
+            assert!(
+                containerd.contains("bin_dir = \"/usr/lib/cni\""),
+                "{containerd}"
+            );
+        }
         for c in &configs {
             let text = ok(Command::new(bin.join("kubeadm"))
                 .args(["config", "validate", "--config"])
@@ -129,7 +175,7 @@ fn kubeadm_validates_every_configuration_kubeha_renders() {
             validated += 1;
         }
     }
-    assert!(validated >= 10, "only {validated} configurations validated");
+    assert!(validated >= 12, "only {validated} configurations validated");
 }
 
 #[test]

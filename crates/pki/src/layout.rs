@@ -144,7 +144,9 @@ fn admin_group(spec: &PkiSpec) -> &'static str {
 }
 
 /// The apiserver SANs: the kubernetes service names, the first service IP, every
-/// control-plane name and address, the VIP and the user's extra SANs.
+/// control-plane name and address, the VIP, localhost and 127.0.0.1 (kubectl on a
+/// control-plane node while the VIP is down) and the user's extra SANs. kubeadm checks the
+/// certificate against its own list plus `apiServer.certSANs`, which render writes the same.
 pub(crate) fn apiserver_sans(spec: &PkiSpec) -> Result<BTreeSet<San>, PkiError> {
     let mut s = BTreeSet::new();
     for d in [
@@ -161,6 +163,8 @@ pub(crate) fn apiserver_sans(spec: &PkiSpec) -> Result<BTreeSet<San>, PkiError> 
         s.insert(San::Ip(n.address));
     }
     s.insert(San::Ip(spec.endpoint.vip));
+    s.insert(San::Dns("localhost".into()));
+    s.insert(San::Ip(IpAddr::from([127, 0, 0, 1])));
     for e in &spec.extra_sans {
         s.insert(San::parse(e));
     }

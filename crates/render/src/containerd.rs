@@ -20,8 +20,19 @@ struct Config {
 struct CriPlugin {
     sandbox_image: String,
     max_container_log_line_size: u32,
+    /// Only written when set: hosts without CAP_SYS_RESOURCE (containers, sandboxes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    restrict_oom_score_adj: bool,
     containerd: CriContainerd,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cni: Option<Cni>,
     registry: Registry,
+}
+
+/// Only written when the plugins are not at containerd's default /opt/cni/bin.
+#[derive(Serialize)]
+struct Cni {
+    bin_dir: String,
 }
 
 #[derive(Serialize)]
@@ -69,6 +80,10 @@ pub fn config(inv: &Inventory) -> Artifact {
                     pause_tag(inv.cluster.kubernetes_version.minor)
                 ),
                 max_container_log_line_size: 16384,
+                restrict_oom_score_adj: inv.runtime.restrict_oom_score_adj,
+                cni: (inv.runtime.cni_bin_dir != "/opt/cni/bin").then(|| Cni {
+                    bin_dir: inv.runtime.cni_bin_dir.clone(),
+                }),
                 containerd: CriContainerd {
                     default_runtime_name: "runc",
                     runtimes: BTreeMap::from([(

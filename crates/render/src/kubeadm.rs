@@ -55,6 +55,34 @@ struct InitConfiguration {
     /// Certificates come from kubeha's PKI; kubeadm finds them on disk and keeps them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     skip_phases: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeouts: Option<Timeouts>,
+}
+
+/// v1beta4 `timeouts`: only the ones the inventory sets.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Timeouts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_plane_component_health_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kubelet_health_check: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_bootstrap: Option<String>,
+}
+
+fn timeouts(inv: &Inventory) -> Option<Timeouts> {
+    let t = &inv.kubeadm.timeouts;
+    // kubeadm reads metav1.Duration: Go's duration syntax, e.g. 4m0s or 90s.
+    let go = |d: Option<std::time::Duration>| d.map(|d| format!("{}s", d.as_secs_f64()));
+    (!t.is_empty()).then(|| Timeouts {
+        control_plane_component_health_check: go(t.control_plane_health_check),
+        kubelet_health_check: go(t.kubelet_health_check),
+        discovery: go(t.discovery),
+        tls_bootstrap: go(t.tls_bootstrap),
+    })
 }
 
 #[derive(Serialize)]
@@ -79,6 +107,8 @@ struct ApiEndpoint {
 struct NodeRegistration {
     name: String,
     cri_socket: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ignore_preflight_errors: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kubelet_extra_args: Option<ExtraArgs>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,9 +174,9 @@ struct LocalEtcd {
     data_dir: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     extra_args: Option<ExtraArgs>,
-    #[serde(rename = "serverCertSANs")]
+    #[serde(rename = "serverCertSANs", skip_serializing_if = "Vec::is_empty")]
     server_cert_sans: Vec<String>,
-    #[serde(rename = "peerCertSANs")]
+    #[serde(rename = "peerCertSANs", skip_serializing_if = "Vec::is_empty")]
     peer_cert_sans: Vec<String>,
 }
 
@@ -168,6 +198,8 @@ struct JoinConfiguration {
     node_registration: NodeRegistration,
     #[serde(skip_serializing_if = "Option::is_none")]
     control_plane: Option<JoinControlPlane>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeouts: Option<Timeouts>,
 }
 
 #[derive(Serialize)]
@@ -205,6 +237,8 @@ struct KubeletConfiguration {
     cluster_domain: String,
     #[serde(rename = "clusterDNS")]
     cluster_dns: Vec<String>,
+    #[serde(rename = "failCgroupV1", skip_serializing_if = "Option::is_none")]
+    fail_cgroup_v1: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -274,11 +308,20 @@ fn node_registration(inv: &Inventory, node: &Node) -> NodeRegistration {
             .collect();
         args.push(("node-labels", labels.join(",")));
     }
+    // Inventory flags, the node's own over the cluster's; kubeha's node-ip and labels stay.
+    let mut extra = inv.kubelet.extra_args.clone();
+    extra.extend(node.kubelet_extra_args.clone());
+    for (name, value) in &extra {
+        if !args.iter().any(|(n, _)| n == name) {
+            args.push((name.as_str(), value.clone()));
+        }
+    }
     // A control-plane node that is also a worker takes regular pods: no taint.
     let taints = (node.roles.control_plane && node.roles.worker).then(Vec::new);
     NodeRegistration {
         name: node.name.clone(),
         cri_socket: "unix:///run/containerd/containerd.sock",
+        ignore_preflight_errors: inv.kubeadm.ignore_preflight_errors.clone(),
         kubelet_extra_args: ExtraArgs::new(v, args),
         taints,
     }
@@ -288,16 +331,15 @@ fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
     let v = &inv.cluster.kubernetes_version;
     let etcd = match inv.etcd.topology {
         EtcdTopology::Stacked => {
-            let mut sans: Vec<String> = Vec::new();
-            for n in inv.etcd_members() {
-                sans.push(n.name.clone());
-                sans.push(n.address.to_string());
-            }
+            // No extra SANs: ClusterConfiguration is the cluster's, so every name here would
+            // have to be in every member's certificate (kubeadm join checks them). kubeha's
+            // PKI issues each member kubeadm's own list (its name, localhost, its address,
+            // 127.0.0.1, ::1), which is all a stacked member is reached by.
             EtcdConfig::Local(LocalEtcd {
                 data_dir: inv.etcd.data_dir.clone(),
                 extra_args: ExtraArgs::new(v, etcd_tuning_flags(inv)),
-                server_cert_sans: sans.clone(),
-                peer_cert_sans: sans,
+                server_cert_sans: Vec::new(),
+                peer_cert_sans: Vec::new(),
             })
         }
         EtcdTopology::External => EtcdConfig::External(ExternalEtcd {
@@ -346,7 +388,23 @@ fn kubelet_configuration(inv: &Inventory) -> KubeletConfiguration {
         container_log_max_files: inv.runtime.log_max_files,
         cluster_domain: inv.cluster.domain.clone(),
         cluster_dns: vec![inv.networking.dns_service_ip().to_string()],
+        fail_cgroup_v1: inv.kubelet.fail_cgroup_v1,
     }
+}
+
+/// The KubeletConfiguration document with `kubelet.extra_config` merged in (validation
+/// refused extras for the fields kubeha sets).
+fn kubelet_document(inv: &Inventory) -> String {
+    if inv.kubelet.extra_config.is_empty() {
+        return yaml(&kubelet_configuration(inv));
+    }
+    let mut doc = serde_json::to_value(kubelet_configuration(inv)).expect("plain data");
+    if let Some(map) = doc.as_object_mut() {
+        for (k, v) in &inv.kubelet.extra_config {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    yaml(&doc)
 }
 
 fn kube_proxy_configuration(inv: &Inventory) -> KubeProxyConfiguration {
@@ -392,11 +450,12 @@ pub fn init_config(inv: &Inventory, node: &Node, inputs: &Inputs) -> Artifact {
         },
         node_registration: node_registration(inv, node),
         skip_phases: Vec::new(),
+        timeouts: timeouts(inv),
     };
     let docs = [
         yaml(&init),
         yaml(&cluster_configuration(inv)),
-        yaml(&kubelet_configuration(inv)),
+        kubelet_document(inv),
         yaml(&kube_proxy_configuration(inv)),
     ];
     Artifact::secret(
@@ -432,8 +491,11 @@ pub fn join_config(inv: &Inventory, node: &Node, inputs: &Inputs) -> Artifact {
                 bind_port: inv.endpoint.apiserver_port,
             },
         }),
+        timeouts: timeouts(inv),
     };
-    let docs = [yaml(&join), yaml(&kubelet_configuration(inv))];
+    // kubeadm join ignores a KubeletConfiguration (the kubelet takes the cluster's, uploaded
+    // at init), and says so in a warning: per-node kubelet settings go in kubelet_extra_args.
+    let docs = [yaml(&join)];
     Artifact::secret(
         paths::KUBEADM_JOIN,
         "kubeadm join configuration (holds the bootstrap token)",

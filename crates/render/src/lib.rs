@@ -2,6 +2,7 @@
 //! give the same bytes (no clock, no randomness, no I/O). Secrets and run-time values come
 //! in through [`Inputs`].
 
+pub mod cni;
 pub mod containerd;
 pub mod frontdoor;
 pub mod host;
@@ -20,7 +21,8 @@ pub struct Artifact {
     /// Unix permission bits, e.g. 0o644.
     pub mode: u32,
     pub owner: String,
-    pub contents: Vec<u8>,
+    /// Shared: a bundle's hundreds of megabytes go to every node without a copy each.
+    pub contents: std::sync::Arc<[u8]>,
     /// Private keys and tokens: never printed, written 0600.
     pub sensitive: bool,
     /// What the file is for, one line.
@@ -33,7 +35,7 @@ impl Artifact {
             path: path.to_string(),
             mode,
             owner: "root:root".to_string(),
-            contents: contents.into_bytes(),
+            contents: contents.into_bytes().into(),
             sensitive: false,
             purpose: purpose.to_string(),
         }
@@ -44,7 +46,7 @@ impl Artifact {
             path: path.to_string(),
             mode: 0o600,
             owner: "root:root".to_string(),
-            contents,
+            contents: contents.into(),
             sensitive: true,
             purpose: purpose.to_string(),
         }
@@ -84,7 +86,18 @@ pub mod paths {
     pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
     /// kubeha itself on control-plane nodes: it runs the front door.
     pub const KUBEHA_BINARY: &str = "/usr/local/bin/kubeha";
-    /// Offline packages (`packages.source: bundle`) are copied here before dpkg installs them.
+    /// `cni: bridge`: the network config, and the pod routes with their boot unit.
+    pub const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-kubeha-bridge.conflist";
+    pub const POD_ROUTES_SCRIPT: &str = "/etc/kubeha/pod-routes.sh";
+    pub const POD_ROUTES_UNIT: &str = "/etc/systemd/system/kubeha-pod-routes.service";
+    pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+    /// The kubelet unit and kubeadm's drop-in, written for a kubeha bundle's static binaries.
+    pub const KUBELET_UNIT: &str = "/etc/systemd/system/kubelet.service";
+    pub const KUBELET_DROPIN: &str = "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf";
+    /// Where a kubeha bundle's binaries are installed (kubeadm, kubelet, kubectl, crictl, …).
+    pub const BUNDLE_BIN_DIR: &str = "/usr/local/bin";
+    pub const KUBELET_BINARY: &str = "/usr/local/bin/kubelet";
+    /// Offline packages (`packages.source: bundle`) are copied here before they are installed.
     pub const BUNDLE_DIR: &str = "/var/lib/kubeha/bundle";
     /// This run's bootstrap token, read by the first control-plane node's token step.
     pub const JOIN_TOKEN: &str = "/etc/kubeha/join-token";
@@ -99,6 +112,11 @@ pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Arti
         containerd::config(inv),
         host::crictl(),
     ];
+    if inv.networking.cni == inventory::Cni::Bridge {
+        out.push(cni::bridge_conflist(inv, node));
+        out.push(cni::routes_script(inv, node));
+        out.push(cni::routes_unit());
+    }
     out.extend(containerd::mirror_hosts(inv));
     out.extend(containerd::proxy_dropin(inv));
     if node.roles.control_plane {

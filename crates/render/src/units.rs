@@ -37,6 +37,60 @@ WantedBy=multi-user.target
     )
 }
 
+/// The kubelet's unit and kubeadm's drop-in, as the Kubernetes packages ship them, for the
+/// static binaries of a kubeha bundle (in /usr/local/bin; no package installs them).
+pub fn kubelet() -> [Artifact; 2] {
+    let unit = format!(
+        "\
+# kubelet from the kubeha bundle (the upstream package's unit)
+[Unit]
+Description=kubelet: The Kubernetes Node Agent
+Documentation=https://kubernetes.io/docs/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart={bin}
+Restart=always
+StartLimitInterval=0
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target
+",
+        bin = paths::KUBELET_BINARY
+    );
+    // kubeadm writes kubeadm-flags.env (flags from nodeRegistration.kubeletExtraArgs) and
+    // config.yaml; /etc/default/kubelet is the operator's.
+    let dropin = format!(
+        "\
+# kubeadm's drop-in (the upstream package's 10-kubeadm.conf)
+[Service]
+Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"
+Environment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"
+EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env
+EnvironmentFile=-/etc/default/kubelet
+ExecStart=
+ExecStart={bin} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS
+",
+        bin = paths::KUBELET_BINARY
+    );
+    [
+        Artifact::text(
+            paths::KUBELET_UNIT,
+            0o644,
+            "systemd unit for the kubelet (bundle binaries)",
+            unit,
+        ),
+        Artifact::text(
+            paths::KUBELET_DROPIN,
+            0o644,
+            "kubeadm's kubelet drop-in (bundle binaries)",
+            dropin,
+        ),
+    ]
+}
+
 /// External-topology etcd member, seed 004's unit with the inventory's tuning.
 pub fn etcd(inv: &Inventory, node: &Node) -> Artifact {
     let cluster: Vec<String> = inv

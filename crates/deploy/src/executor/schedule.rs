@@ -101,9 +101,14 @@ async fn run_group(
             )
             .await;
         }
+        // A rollout stops at its first failure, as a rolling update does: the next node would
+        // meet the same cause, and a half-joined etcd member plus another join risks quorum.
         Rollout::OneAtATime => {
             for n in group {
                 n.run_phase(phase, opts, observer).await;
+                if n.failed() {
+                    break;
+                }
             }
         }
     }

@@ -480,3 +480,32 @@ async fn redone_etcd_members_and_front_doors_restart_one_at_a_time_in_order() {
         assert_eq!(outcome(&r, "cp2", id), Outcome::Changed);
     }
 }
+
+#[tokio::test]
+async fn control_plane_joins_go_one_at_a_time_and_stop_at_the_first_failure() {
+    let bed = Bed::new();
+    bed.cluster.step_time(Duration::from_millis(20));
+    let r = bed.up().await;
+    assert!(r.ok(), "{r:#?}");
+    let journal = bed.cluster.journal();
+    let joins: Vec<&Ran> = journal
+        .iter()
+        .filter(|r| r.step == StepId::JoinControlPlane)
+        .collect();
+    let order: Vec<&str> = joins.iter().map(|r| r.node.as_str()).collect();
+    assert_eq!(order, ["cp2", "cp3"]);
+    assert!(joins[0].end <= joins[1].start, "{joins:?}");
+
+    // A fresh cluster where cp2's join fails: cp3 does not try.
+    let bed = Bed::new();
+    bed.cluster.fail("cp2", StepId::JoinControlPlane);
+    let r = bed.up().await;
+    assert_eq!(
+        outcome(&r, "cp2", StepId::JoinControlPlane),
+        Outcome::Failed
+    );
+    assert_eq!(
+        outcome(&r, "cp3", StepId::JoinControlPlane),
+        Outcome::NotRun
+    );
+}

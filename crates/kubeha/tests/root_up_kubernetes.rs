@@ -1,0 +1,375 @@
+//! `kubeha up` over SSH installs a real HA Kubernetes: 3 control-plane nodes (stacked etcd)
+//! behind kubeha's front door on the VIP, and 2 workers, each a node namespace with its own
+//! sshd, containerd and kubelet. Every Kubernetes binary is upstream's, built by
+//! scripts/k8s-binaries.sh and shipped to the nodes in a kubeha bundle (no registry, no
+//! internet); the only stand-in is the systemctl shim (netns/files/systemctl), because the
+//! nodes have no systemd. What the nodes need that a host could need too is an inventory
+//! setting (NODE_SETTINGS below), never a test-only path in kubeha.
+
+mod k8s;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use k8s::{assert_ok, binaries, kubeha, version};
+use netns::Topology;
+use netns::node::{Node, NodeSpec};
+use netns::topology::node_address;
+use serde_json::Value;
+
+const LAB: &str = "ku13";
+const CONTROL_PLANES: usize = 3;
+const WORKERS: usize = 2;
+
+/// Settings for node namespaces on this machine: no CAP_SYS_RESOURCE (no negative
+/// oom_score_adj), cgroup v1 hybrid (kubeadm's SystemVerification, kubelet failCgroupV1),
+/// Debian's CNI plugin path, overlay-backed disks the kubelet cannot size (no eviction on
+/// them), a slow 2-core machine running five nodes (timeouts).
+const NODE_SETTINGS: &str = "\
+runtime: { systemd_cgroup: false, restrict_oom_score_adj: true, cni_bin_dir: /usr/lib/cni }
+kubelet:
+  fail_cgroup_v1: false
+  extra_args: { oom-score-adj: \"0\" }
+  extra_config:
+    failSwapOn: false
+    imageGCHighThresholdPercent: 100
+    localStorageCapacityIsolation: false
+    evictionHard: { memory.available: \"0%\", nodefs.available: \"0%\", nodefs.inodesFree: \"0%\", imagefs.available: \"0%\" }
+kubeadm:
+  ignore_preflight_errors: [SystemVerification]
+  timeouts: { control_plane_health_check: 10m, kubelet_health_check: 6m, tls_bootstrap: 5m, discovery: 10m }
+";
+
+fn name(i: usize) -> String {
+    if i < CONTROL_PLANES {
+        format!("master{}", i + 1)
+    } else {
+        format!("worker{}", i + 1 - CONTROL_PLANES)
+    }
+}
+
+/// The nodes, then the topology: fields drop in order, so every process in a node is killed
+/// (and its cgroups removed) before the namespaces go.
+struct Cluster {
+    nodes: Vec<Node>,
+    topo: Topology,
+    dir: tempfile::TempDir,
+    inventory: PathBuf,
+    known_hosts: PathBuf,
+}
+
+fn keygen(path: &Path) {
+    k8s::ok(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(path),
+    );
+}
+
+impl Cluster {
+    fn start(bin: &Path, v: &str) -> Cluster {
+        let topo = Topology::build(LAB, CONTROL_PLANES + WORKERS).expect("topology");
+        let dir = tempfile::Builder::new()
+            .prefix("kubeha-up-k8s-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        keygen(&d.join("id_ed25519"));
+        std::fs::copy(d.join("id_ed25519.pub"), d.join("authorized_keys")).unwrap();
+        let mut known = String::new();
+        let mut nodes = Vec::new();
+        for (i, host) in topo.nodes.iter().enumerate() {
+            let n = name(i);
+            let nd = d.join(&n);
+            std::fs::create_dir_all(&nd).unwrap();
+            let key = nd.join("host_ed25519");
+            keygen(&key);
+            let pubkey = std::fs::read_to_string(nd.join("host_ed25519.pub")).unwrap();
+            let mut parts = pubkey.split_whitespace();
+            known.push_str(&format!(
+                "{} {} {}\n",
+                host.address,
+                parts.next().unwrap(),
+                parts.next().unwrap()
+            ));
+            let cfg = nd.join("sshd_config");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "ListenAddress {addr}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {ak}\n\
+                     PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n\
+                     StrictModes no\nPidFile /run/sshd.pid\nMaxSessions 64\nMaxStartups 64\n",
+                    addr = host.address,
+                    key = key.display(),
+                    ak = d.join("authorized_keys").display(),
+                ),
+            )
+            .unwrap();
+            let node = Node::start(NodeSpec {
+                name: n.clone(),
+                netns: host.ns.name().into(),
+                state_dir: nd.join("state"),
+                machine_id: format!("{:032x}", 0x13_0000 + i),
+                cgroup_root: format!("kubeha-{LAB}-{n}"),
+                product_uuid: Some(format!("4c4c4544-0013-1000-8000-{:012x}", i + 1)),
+                init: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!(
+                        "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f {}",
+                        cfg.display()
+                    ),
+                ],
+                log: Some(nd.join("node.log")),
+            })
+            .unwrap_or_else(|e| panic!("node {n}: {e}"));
+            nodes.push(node);
+        }
+        let known_hosts = d.join("known_hosts");
+        std::fs::write(&known_hosts, known).unwrap();
+        let cluster = Cluster {
+            nodes,
+            topo,
+            inventory: d.join("cluster.yaml"),
+            known_hosts,
+            dir,
+        };
+        cluster.write_inventory(v);
+        let out = kubeha(&[
+            "bundle",
+            "build",
+            "-f",
+            cluster.inventory.to_str().unwrap(),
+            "--binaries",
+            bin.to_str().unwrap(),
+            "-o",
+            d.join("bundle").to_str().unwrap(),
+        ]);
+        assert_ok(&out, "kubeha bundle build");
+        cluster.wait_sshd();
+        cluster
+    }
+
+    fn write_inventory(&self, v: &str) {
+        let nodes: String = (0..CONTROL_PLANES + WORKERS)
+            .map(|i| {
+                let roles = if i < CONTROL_PLANES {
+                    "[control-plane]"
+                } else {
+                    "[worker]"
+                };
+                format!(
+                    "  - {{ name: {n}, address: {a}/24, roles: {roles}, kubelet_extra_args: {{ cgroup-root: /kubeha-{LAB}-{n} }} }}\n",
+                    n = name(i),
+                    a = node_address(i),
+                )
+            })
+            .collect();
+        let text = format!(
+            "cluster: {{ name: {LAB}, kubernetes_version: {v} }}\n\
+             endpoint: {{ vip: 198.18.0.10/24, port: 16443, apiserver_port: 6443 }}\n\
+             ssh: {{ user: root, key: {key} }}\n\
+             nodes:\n{nodes}\
+             etcd: {{ topology: stacked }}\n\
+             networking: {{ pod_cidr: 198.19.0.0/16, service_cidr: 198.18.128.0/20, cni: bridge, kube_proxy_mode: iptables }}\n\
+             packages: {{ source: bundle, bundle: bundle }}\n\
+             pki: {{ key_type: ecdsa-p256 }}\n\
+             frontdoor: {{ kind: builtin, advert_interval: 100ms, health: {{ kind: https, path: /readyz, interval: 500ms }} }}\n\
+             {NODE_SETTINGS}",
+            v = v.trim_start_matches('v'),
+            key = self.dir.path().join("id_ed25519").display(),
+        );
+        std::fs::write(&self.inventory, text).unwrap();
+    }
+
+    fn wait_sshd(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (i, host) in self.topo.nodes.iter().enumerate() {
+            while !host
+                .ns
+                .exec(&["ss", "-Hltn", "sport = :22"])
+                .is_ok_and(|s| !s.trim().is_empty())
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "sshd on {} did not start: {}",
+                    name(i),
+                    std::fs::read_to_string(self.dir.path().join(name(i)).join("node.log"))
+                        .unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// `kubeha <args> -f inventory --known-hosts …` from the client namespace.
+    fn kubeha(&self, args: &[&str]) -> Output {
+        let bin = assert_cmd::cargo::cargo_bin("kubeha");
+        self.topo
+            .client
+            .ns
+            .command(bin.to_str().unwrap())
+            .args(args)
+            .arg("-f")
+            .arg(&self.inventory)
+            .arg("--known-hosts")
+            .arg(&self.known_hosts)
+            .output()
+            .expect("kubeha runs")
+    }
+
+    /// The last lines of a unit's log on node `i` (the systemctl shim keeps them).
+    fn unit_log(&self, i: usize, unit: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.nodes[i].path(&format!("/run/systemctl-shim/{unit}.log")))
+                .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn diagnostics(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| {
+                format!(
+                    "--- {} kubelet:\n{}\n",
+                    name(i),
+                    self.unit_log(i, "kubelet")
+                )
+            })
+            .collect()
+    }
+
+    /// kubectl (the real one, from the bundle) on master1 with the admin kubeconfig, which
+    /// names the VIP endpoint: every call goes through the front door.
+    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+        argv.extend(args);
+        self.nodes[0].exec(&argv).map_err(|e| e.to_string())
+    }
+}
+
+fn report(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not a JSON report ({e}): stdout {} stderr {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn count(r: &Value, outcome: &str) -> usize {
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["steps"].as_array().unwrap())
+        .filter(|s| s["outcome"] == outcome)
+        .count()
+}
+
+/// Each node's failure as the report gives it: step, command, exit, stderr tail, hint.
+fn failures(r: &Value) -> String {
+    r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| !n["failure"].is_null())
+        .map(|n| format!("{}: {:#}\n", n["name"], n["failure"]))
+        .collect::<String>()
+        + &format!("stopped: {}\n", r["stopped"])
+}
+
+#[test]
+fn root_up_installs_real_ha_kubernetes_through_the_vip() {
+    if !netns::is_root() {
+        eprintln!("skipped root_up_kubernetes (needs root: run as root or via scripts/test.sh)");
+        return;
+    }
+    let Some(bin) = binaries("root_up_kubernetes") else {
+        return;
+    };
+    let v = version(&bin);
+    let cluster = Cluster::start(&bin, &v);
+
+    let started = Instant::now();
+    let out = cluster.kubeha(&["up", "--output", "json"]);
+    let first_up = started.elapsed();
+    let r = report(&out);
+    assert!(
+        out.status.success() && count(&r, "failed") == 0,
+        "kubeha up failed:\n{}\nstderr: {}\n{}",
+        failures(&r),
+        String::from_utf8_lossy(&out.stderr),
+        cluster.diagnostics()
+    );
+    eprintln!("first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
+
+    // Every node registered and Ready, read through the VIP.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let nodes = loop {
+        let listed = cluster
+            .kubectl(&["get", "nodes", "-o", "json"])
+            .unwrap_or_default();
+        let ready: Vec<String> = serde_json::from_str::<Value>(&listed)
+            .ok()
+            .and_then(|j| j["items"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .map(|n| {
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if ready.len() == CONTROL_PLANES + WORKERS {
+            break ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every node Ready within 300 s (ready: {ready:?})\n{}\n{}",
+            cluster
+                .kubectl(&["get", "nodes", "-o", "wide"])
+                .unwrap_or_else(|e| e),
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    for i in 0..CONTROL_PLANES + WORKERS {
+        assert!(nodes.contains(&name(i)), "{nodes:?}");
+    }
+    let admin =
+        std::fs::read_to_string(cluster.nodes[0].path("/etc/kubernetes/admin.conf")).unwrap();
+    assert!(
+        admin.contains("server: https://198.18.0.10:16443"),
+        "admin.conf must use the VIP:\n{admin}"
+    );
+    // Three apiservers and three etcd members, as static pods kubeadm made.
+    let pods = cluster
+        .kubectl(&["-n", "kube-system", "get", "pods", "-o", "name"])
+        .unwrap();
+    for c in ["kube-apiserver", "etcd"] {
+        let n = pods
+            .lines()
+            .filter(|l| l.starts_with(&format!("pod/{c}-master")))
+            .count();
+        assert_eq!(n, CONTROL_PLANES, "{c} pods:\n{pods}");
+    }
+
+    // A second run changes nothing.
+    let started = Instant::now();
+    let out = cluster.kubeha(&["up", "--output", "json"]);
+    let rerun = started.elapsed();
+    let r = report(&out);
+    assert!(out.status.success(), "re-run failed:\n{}", failures(&r));
+    assert_eq!(count(&r, "changed"), 0, "a re-run changed steps: {r}");
+    eprintln!("re-run: {rerun:?}");
+}
