@@ -149,7 +149,7 @@ fn kubeadm_validates_every_configuration_kubeha_renders() {
                 "ignorePreflightErrors:\n  - SystemVerification",
                 "controlPlaneComponentHealthCheck: 600s",
                 "name: cgroup-root\n    value: /kubeha-lab-cp1",
-                "name: oom-score-adj\n    value: '0'",
+                "name: oom-score-adj\n    value: \"0\"",
                 "failCgroupV1: false",
                 "failSwapOn: false",
             ] {

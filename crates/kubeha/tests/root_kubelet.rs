@@ -172,10 +172,9 @@ fn root_kubelet_runs_kubeadms_static_pods_behind_the_front_door() {
     let kubeha_bin = assert_cmd::cargo::cargo_bin("kubeha");
     node.sh(&format!(
         "set -e; cp -a {out}/cp1/. /; mkdir -p /usr/local/bin /etc/kubernetes/manifests; \
-         cp {b}/bin/* {bin}/crictl /usr/local/bin/; cp {k} /usr/local/bin/kubeha",
+         cp {b}/bin/* /usr/local/bin/; cp {k} /usr/local/bin/kubeha",
         out = out.display(),
         b = bundle_dir.display(),
-        bin = bin.display(),
         k = kubeha_bin.display()
     ))
     .expect("install files");

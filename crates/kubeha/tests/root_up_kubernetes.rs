@@ -1,6 +1,8 @@
-//! `kubeha up` over SSH installs a real HA Kubernetes: 3 control-plane nodes (stacked etcd)
-//! behind kubeha's front door on the VIP, and 2 workers, each a node namespace with its own
-//! sshd, containerd and kubelet. Every Kubernetes binary is upstream's, built by
+//! `kubeha up` over SSH installs a real HA Kubernetes: 3 control-plane nodes behind a front
+//! door on the VIP, and 2 workers, each a node namespace with its own sshd, containerd and
+//! kubelet. Two bring-ups cover both front doors and both etcd topologies: kubeha's builtin
+//! front door with stacked etcd, and the seeds' keepalived + haproxy with external etcd 3.6
+//! (from the bundle) on the control-plane nodes. Every Kubernetes binary is upstream's, built by
 //! scripts/k8s-binaries.sh and shipped to the nodes in a kubeha bundle (no registry, no
 //! internet); the only stand-in is the systemctl shim (netns/files/systemctl), because the
 //! nodes have no systemd. What the nodes need that a host could need too is an inventory
@@ -18,7 +20,16 @@ use netns::node::{Node, NodeSpec};
 use netns::topology::node_address;
 use serde_json::Value;
 
-const LAB: &str = "ku13";
+/// One bring-up at a time: five nodes already share the machine's two cores.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Which of the four combinations (front door x etcd topology) a bring-up uses.
+#[derive(Clone, Copy)]
+struct Variant {
+    lab: &'static str,
+    keepalived_haproxy: bool,
+    external_etcd: bool,
+}
 const CONTROL_PLANES: usize = 3;
 const WORKERS: usize = 2;
 
@@ -54,6 +65,7 @@ fn name(i: usize) -> String {
 struct Cluster {
     nodes: Vec<Node>,
     topo: Topology,
+    variant: Variant,
     dir: tempfile::TempDir,
     inventory: PathBuf,
     known_hosts: PathBuf,
@@ -68,8 +80,9 @@ fn keygen(path: &Path) {
 }
 
 impl Cluster {
-    fn start(bin: &Path, v: &str) -> Cluster {
-        let topo = Topology::build(LAB, CONTROL_PLANES + WORKERS).expect("topology");
+    fn start(bin: &Path, v: &str, variant: Variant) -> Cluster {
+        let lab = variant.lab;
+        let topo = Topology::build(lab, CONTROL_PLANES + WORKERS).expect("topology");
         let dir = tempfile::Builder::new()
             .prefix("kubeha-up-k8s-")
             .tempdir()
@@ -111,7 +124,7 @@ impl Cluster {
                 netns: host.ns.name().into(),
                 state_dir: nd.join("state"),
                 machine_id: format!("{:032x}", 0x13_0000 + i),
-                cgroup_root: format!("kubeha-{LAB}-{n}"),
+                cgroup_root: format!("kubeha-{lab}-{n}"),
                 product_uuid: Some(format!("4c4c4544-0013-1000-8000-{:012x}", i + 1)),
                 init: vec![
                     "sh".into(),
@@ -131,6 +144,7 @@ impl Cluster {
         let cluster = Cluster {
             nodes,
             topo,
+            variant,
             inventory: d.join("cluster.yaml"),
             known_hosts,
             dir,
@@ -154,29 +168,46 @@ impl Cluster {
     fn write_inventory(&self, v: &str) {
         let nodes: String = (0..CONTROL_PLANES + WORKERS)
             .map(|i| {
-                let roles = if i < CONTROL_PLANES {
-                    "[control-plane]"
-                } else {
+                let roles = if i >= CONTROL_PLANES {
                     "[worker]"
+                } else if self.variant.external_etcd {
+                    "[control-plane, etcd]"
+                } else {
+                    "[control-plane]"
                 };
                 format!(
-                    "  - {{ name: {n}, address: {a}/24, roles: {roles}, kubelet_extra_args: {{ cgroup-root: /kubeha-{LAB}-{n} }} }}\n",
+                    "  - {{ name: {n}, address: {a}/24, roles: {roles}, kubelet_extra_args: {{ cgroup-root: /kubeha-{lab}-{n} }} }}\n",
+                    lab = self.variant.lab,
                     n = name(i),
                     a = node_address(i),
                 )
             })
             .collect();
+        let etcd = if self.variant.external_etcd {
+            "etcd: { topology: external }"
+        } else {
+            "etcd: { topology: stacked }"
+        };
+        // keepalived + haproxy as the seeds run them; haproxy sizes its open files from
+        // maxconn (2 per connection) and this sandbox's hard limit is 20000, which no process
+        // here may raise: max_connections is the inventory's answer, as on any such host.
+        let frontdoor = if self.variant.keepalived_haproxy {
+            "frontdoor: { kind: keepalived-haproxy, max_connections: 5000, health: { kind: https, path: /readyz } }"
+        } else {
+            "frontdoor: { kind: builtin, advert_interval: 100ms, health: { kind: https, path: /readyz, interval: 500ms } }"
+        };
         let text = format!(
-            "cluster: {{ name: {LAB}, kubernetes_version: {v} }}\n\
+            "cluster: {{ name: {lab}, kubernetes_version: {v} }}\n\
              endpoint: {{ vip: 198.18.0.10/24, port: 16443, apiserver_port: 6443 }}\n\
              ssh: {{ user: root, key: {key} }}\n\
              nodes:\n{nodes}\
-             etcd: {{ topology: stacked }}\n\
+             {etcd}\n\
              networking: {{ pod_cidr: 198.19.0.0/16, service_cidr: 198.18.128.0/20, cni: bridge, kube_proxy_mode: iptables }}\n\
              packages: {{ source: bundle, bundle: bundle }}\n\
              pki: {{ key_type: ecdsa-p256 }}\n\
-             frontdoor: {{ kind: builtin, advert_interval: 100ms, health: {{ kind: https, path: /readyz, interval: 500ms }} }}\n\
+             {frontdoor}\n\
              {NODE_SETTINGS}",
+            lab = self.variant.lab,
             v = v.trim_start_matches('v'),
             key = self.dir.path().join("id_ed25519").display(),
         );
@@ -229,15 +260,26 @@ impl Cluster {
     }
 
     fn diagnostics(&self) -> String {
-        (0..self.nodes.len())
-            .map(|i| {
-                format!(
-                    "--- {} kubelet:\n{}\n",
+        let units: &[&str] = if self.variant.keepalived_haproxy {
+            &["kubelet", "haproxy", "keepalived"]
+        } else {
+            &["kubelet", "kubeha-frontdoor"]
+        };
+        let mut out = String::new();
+        for i in 0..self.nodes.len() {
+            let addrs = self.nodes[i]
+                .exec(&["ip", "-br", "addr"])
+                .unwrap_or_default();
+            out.push_str(&format!("--- {} addresses:\n{addrs}", name(i)));
+            for unit in units {
+                out.push_str(&format!(
+                    "--- {} {unit}:\n{}\n",
                     name(i),
-                    self.unit_log(i, "kubelet")
-                )
-            })
-            .collect()
+                    self.unit_log(i, unit)
+                ));
+            }
+        }
+        out
     }
 
     /// kubectl (the real one, from the bundle) on master1 with the admin kubeconfig, which
@@ -282,7 +324,24 @@ fn failures(r: &Value) -> String {
 }
 
 #[test]
-fn root_up_installs_real_ha_kubernetes_through_the_vip() {
+fn root_up_builtin_front_door_stacked_etcd() {
+    up_real_ha_kubernetes(Variant {
+        lab: "ku13",
+        keepalived_haproxy: false,
+        external_etcd: false,
+    });
+}
+
+#[test]
+fn root_up_keepalived_haproxy_external_etcd() {
+    up_real_ha_kubernetes(Variant {
+        lab: "ku13k",
+        keepalived_haproxy: true,
+        external_etcd: true,
+    });
+}
+
+fn up_real_ha_kubernetes(variant: Variant) {
     if !netns::is_root() {
         eprintln!("skipped root_up_kubernetes (needs root: run as root or via scripts/test.sh)");
         return;
@@ -290,8 +349,10 @@ fn root_up_installs_real_ha_kubernetes_through_the_vip() {
     let Some(bin) = binaries("root_up_kubernetes") else {
         return;
     };
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let v = version(&bin);
-    let cluster = Cluster::start(&bin, &v);
+    let cluster = Cluster::start(&bin, &v, variant);
+    let what = variant.lab;
 
     let started = Instant::now();
     let out = cluster.kubeha(&["up", "--output", "json"]);
@@ -304,7 +365,7 @@ fn root_up_installs_real_ha_kubernetes_through_the_vip() {
         String::from_utf8_lossy(&out.stderr),
         cluster.diagnostics()
     );
-    eprintln!("first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
+    eprintln!("{what}: first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
 
     // Every node registered and Ready, read through the VIP.
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -352,16 +413,35 @@ fn root_up_installs_real_ha_kubernetes_through_the_vip() {
         admin.contains("server: https://198.18.0.10:16443"),
         "admin.conf must use the VIP:\n{admin}"
     );
-    // Three apiservers and three etcd members, as static pods kubeadm made.
+    // Three apiservers as static pods kubeadm made; etcd as static pods too (stacked), or as
+    // kubeha's units running the bundle's etcd 3.6 (external), three members either way.
     let pods = cluster
         .kubectl(&["-n", "kube-system", "get", "pods", "-o", "name"])
         .unwrap();
-    for c in ["kube-apiserver", "etcd"] {
-        let n = pods
-            .lines()
+    let static_pods = |c: &str| {
+        pods.lines()
             .filter(|l| l.starts_with(&format!("pod/{c}-master")))
-            .count();
-        assert_eq!(n, CONTROL_PLANES, "{c} pods:\n{pods}");
+            .count()
+    };
+    assert_eq!(static_pods("kube-apiserver"), CONTROL_PLANES, "{pods}");
+    let members = cluster.nodes[0]
+        .exec(&[
+            "etcdctl",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            "member",
+            "list",
+        ])
+        .expect("etcdctl member list");
+    assert_eq!(members.lines().count(), CONTROL_PLANES, "{members}");
+    if cluster.variant.external_etcd {
+        assert_eq!(static_pods("etcd"), 0, "{pods}");
+        let version = cluster.nodes[0].exec(&["etcd", "--version"]).unwrap();
+        assert!(version.contains("3.6."), "{version}");
+    } else {
+        assert_eq!(static_pods("etcd"), CONTROL_PLANES, "{pods}");
     }
 
     // A second run changes nothing.
@@ -371,5 +451,5 @@ fn root_up_installs_real_ha_kubernetes_through_the_vip() {
     let r = report(&out);
     assert!(out.status.success(), "re-run failed:\n{}", failures(&r));
     assert_eq!(count(&r, "changed"), 0, "a re-run changed steps: {r}");
-    eprintln!("re-run: {rerun:?}");
+    eprintln!("{what}: re-run: {rerun:?}");
 }

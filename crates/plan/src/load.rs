@@ -76,14 +76,20 @@ pub fn inputs(
     } else {
         None
     };
+    let bundle = bundle(inv, inventory_path)?;
+    let etcd_binary = match bundle {
+        Bundle::Kubeha(_) => render::paths::ETCD_BUNDLE_BINARY,
+        Bundle::None | Bundle::Debs(_) => render::paths::ETCD_PACKAGE_BINARY,
+    };
     Ok(Inputs {
         render: render::Inputs {
             bootstrap_token: token.token.to_string(),
             ca_cert_hash: crate::pki::ca_hash(pki_dir),
+            etcd_binary: etcd_binary.to_string(),
         },
         pki: pki_files,
         kubeha_binary: None,
-        bundle: bundle(inv, inventory_path)?,
+        bundle,
     })
 }
 

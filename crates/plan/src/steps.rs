@@ -286,6 +286,7 @@ pub(crate) fn for_node(
             images.iter().map(|i| i.path.clone()).collect(),
             Some(script(
                 &[
+                    ("DIR", paths::BUNDLE_DIR.to_string()),
                     ("SOCK", paths::CONTAINERD_SOCKET.to_string()),
                     (
                         "IMAGES",
@@ -363,6 +364,7 @@ pub(crate) fn for_node(
                     &[
                         ("HAPROXY_CFG", paths::HAPROXY_CFG.to_string()),
                         ("KEEPALIVED_CONF", paths::KEEPALIVED_CONF.to_string()),
+                        ("PORT", inv.endpoint.port.to_string()),
                     ],
                     &[sh::APT, sh::FRONTDOOR_KEEPALIVED_HAPROXY],
                 )),

@@ -60,6 +60,8 @@ pub struct Inputs {
     pub bootstrap_token: String,
     /// `sha256:<hex>` of the cluster CA's public key, once the PKI is issued.
     pub ca_cert_hash: Option<String>,
+    /// The etcd an external member's unit runs: Debian's package, or a kubeha bundle's.
+    pub etcd_binary: String,
 }
 
 impl Inputs {
@@ -68,6 +70,7 @@ impl Inputs {
         Inputs {
             bootstrap_token: "abcdef.0123456789abcdef".into(),
             ca_cert_hash: None,
+            etcd_binary: paths::ETCD_PACKAGE_BINARY.into(),
         }
     }
 }
@@ -90,6 +93,9 @@ pub mod paths {
     pub const CNI_BRIDGE_CONF: &str = "/etc/cni/net.d/10-kubeha-bridge.conflist";
     pub const POD_ROUTES_SCRIPT: &str = "/etc/kubeha/pod-routes.sh";
     pub const POD_ROUTES_UNIT: &str = "/etc/systemd/system/kubeha-pod-routes.service";
+    /// etcd from a distribution package, and from a kubeha bundle (`BUNDLE_BIN_DIR`).
+    pub const ETCD_PACKAGE_BINARY: &str = "/usr/bin/etcd";
+    pub const ETCD_BUNDLE_BINARY: &str = "/usr/local/bin/etcd";
     pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
     /// The kubelet unit and kubeadm's drop-in, written for a kubeha bundle's static binaries.
     pub const KUBELET_UNIT: &str = "/etc/systemd/system/kubelet.service";
@@ -141,7 +147,7 @@ pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Arti
         out.push(kubeadm::join_config(inv, node, inputs));
     }
     if inv.etcd.topology == EtcdTopology::External && node.roles.etcd {
-        out.push(units::etcd(inv, node));
+        out.push(units::etcd(inv, node, &inputs.etcd_binary));
     }
     out
 }

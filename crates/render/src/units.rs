@@ -92,7 +92,7 @@ ExecStart={bin} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_A
 }
 
 /// External-topology etcd member, seed 004's unit with the inventory's tuning.
-pub fn etcd(inv: &Inventory, node: &Node) -> Artifact {
+pub fn etcd(inv: &Inventory, node: &Node, binary: &str) -> Artifact {
     let cluster: Vec<String> = inv
         .etcd_members()
         .map(|n| format!("{}=https://{}:2380", n.name, n.address))
@@ -160,7 +160,7 @@ Wants=network-online.target
 
 [Service]
 Type=notify
-ExecStart=/usr/bin/etcd \\
+ExecStart={binary} \\
 {exec}
 Restart=always
 RestartSec=5
