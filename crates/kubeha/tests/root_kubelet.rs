@@ -88,8 +88,7 @@ fn wait_for(
 
 #[test]
 fn root_kubelet_runs_kubeadms_static_pods_behind_the_front_door() {
-    if !netns::is_root() {
-        eprintln!("skipped root_kubelet (needs root: run as root or via scripts/test.sh)");
+    if testkit::skip_without_root("root_kubelet") {
         return;
     }
     let Some(bin) = binaries("root_kubelet") else {

@@ -342,8 +342,7 @@ fn root_up_keepalived_haproxy_external_etcd() {
 }
 
 fn up_real_ha_kubernetes(variant: Variant) {
-    if !netns::is_root() {
-        eprintln!("skipped root_up_kubernetes (needs root: run as root or via scripts/test.sh)");
+    if testkit::skip_without_root("root_up_kubernetes") {
         return;
     }
     let Some(bin) = binaries("root_up_kubernetes") else {
