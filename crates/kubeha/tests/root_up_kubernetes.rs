@@ -443,6 +443,63 @@ fn up_real_ha_kubernetes(variant: Variant) {
         assert_eq!(static_pods("etcd"), CONTROL_PLANES, "{pods}");
     }
 
+    // The pod network (cni: bridge) across nodes: CoreDNS pods (from the bundle's image) get
+    // addresses from their node's /24, and every other node reaches their health endpoint
+    // through kubeha's routes. (Their readiness waits for Services, which need kube-proxy's
+    // iptables; /health does not.)
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let coredns: Vec<(String, String)> = loop {
+        let listed = cluster
+            .kubectl(&[
+                "-n",
+                "kube-system",
+                "get",
+                "pods",
+                "-l",
+                "k8s-app=kube-dns",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName} {.status.podIP} {.status.phase}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default();
+        let running: Vec<(String, String)> = listed
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2] == "Running").then(|| (f[0].to_string(), f[1].to_string()))
+            })
+            .collect();
+        if !running.is_empty() && running.len() == listed.lines().count() {
+            break running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CoreDNS pods not Running within 180 s:\n{listed}\n{}",
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    for (pod_node, ip) in &coredns {
+        assert!(
+            ip.starts_with("198.19."),
+            "pod IP {ip} is not in the pod range"
+        );
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            if &name(i) == pod_node {
+                continue;
+            }
+            let url = format!("http://{ip}:8080/health");
+            let got = node
+                .exec(&["curl", "-sS", "--max-time", "3", &url])
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{} cannot reach CoreDNS on {pod_node} at {url}: {e}",
+                        name(i)
+                    )
+                });
+            assert_eq!(got.trim(), "OK", "{} -> {url}", name(i));
+        }
+    }
+
     // A second run changes nothing.
     let started = Instant::now();
     let out = cluster.kubeha(&["up", "--output", "json"]);
