@@ -365,6 +365,14 @@ fn up_real_ha_kubernetes(variant: Variant) {
         cluster.diagnostics()
     );
     eprintln!("{what}: first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
+    for n in r["nodes"].as_array().unwrap() {
+        for s in n["steps"].as_array().unwrap() {
+            let id = s["id"].as_str().unwrap_or_default();
+            if id.starts_with("init/kubeadm") || id.contains("kubeadm-join") {
+                eprintln!("{what}: {} {id}: {} ms", n["name"], s["millis"]);
+            }
+        }
+    }
 
     // Every node registered and Ready, read through the VIP.
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -498,6 +506,80 @@ fn up_real_ha_kubernetes(variant: Variant) {
                 });
             assert_eq!(got.trim(), "OK", "{} -> {url}", name(i));
         }
+    }
+
+    // The front door meets a real apiserver that stops: the holder's kubelet removes its
+    // kube-apiserver (manifest moved away). kubeha's front door checks its own node's
+    // /readyz: the priority drops and the VIP and the traffic leave the node. The seeds'
+    // keepalived checks /readyz through the local haproxy, which still reaches the other
+    // apiservers, so there the VIP may stay and the traffic goes on through haproxy. Either
+    // way the VIP answers. Then the apiserver comes back.
+    let holder = || -> Vec<usize> {
+        (0..CONTROL_PLANES)
+            .filter(|&i| {
+                cluster.nodes[i]
+                    .exec(&["ip", "-br", "addr"])
+                    .is_ok_and(|a| a.contains("198.18.0.10/"))
+            })
+            .collect()
+    };
+    let before = holder();
+    assert_eq!(before.len(), 1, "one VIP holder: {before:?}");
+    let h = before[0];
+    let manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+    let parked = "/etc/kubernetes/kube-apiserver.yaml.parked";
+    cluster.nodes[h].exec(&["mv", manifest, parked]).unwrap();
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(90);
+    let moved_to = loop {
+        let now = holder();
+        if now.len() == 1 && (now[0] != h || cluster.variant.keepalived_haproxy) {
+            break now[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VIP did not leave {} within 90 s of its apiserver stopping (holders {now:?})\n{}",
+            name(h),
+            cluster.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let left_after = stopped.elapsed();
+    // Through the VIP (kubectl on a node that still has an apiserver).
+    let ask = (0..CONTROL_PLANES).find(|&i| i != h).unwrap();
+    let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+    argv.extend(["get", "--raw", "/readyz"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.nodes[ask]
+        .exec(&argv)
+        .is_ok_and(|o| o.trim() == "ok")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the VIP does not answer after the move"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "{what}: apiserver on {} stopped; VIP on {} after {left_after:?}",
+        name(h),
+        name(moved_to)
+    );
+    cluster.nodes[h].exec(&["mv", parked, manifest]).unwrap();
+    let direct = format!("https://{}:6443", node_address(h));
+    let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
+    argv.extend(["--server", &direct, "get", "--raw", "/readyz"]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !cluster.nodes[ask]
+        .exec(&argv)
+        .is_ok_and(|o| o.trim() == "ok")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver on {} did not come back within 180 s",
+            name(h)
+        );
+        std::thread::sleep(Duration::from_secs(1));
     }
 
     // A second run changes nothing.
