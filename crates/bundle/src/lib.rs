@@ -29,6 +29,16 @@ pub const SUMS: &str = "SHA256SUMS";
 /// The file `scripts/k8s-binaries.sh` writes beside the binaries: `kubernetes v1.34.4`, ….
 pub const BINARIES_VERSIONS: &str = "VERSIONS";
 
+/// Binaries and image components only control-plane (and etcd) nodes run; workers get the
+/// kubelet, kubeadm, kubectl, crictl, pause, kube-proxy and CoreDNS.
+pub const CONTROL_PLANE_ONLY: [&str; 5] = [
+    "etcd",
+    "etcdctl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
 /// Binaries installed on nodes (the others only run inside images).
 pub const NODE_BINARIES: [&str; 6] = ["kubeadm", "kubelet", "kubectl", "crictl", "etcd", "etcdctl"];
 

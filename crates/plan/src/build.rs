@@ -34,7 +34,6 @@ pub enum Bundle {
 /// A kubeha bundle as files for the nodes (under `render::paths::BUNDLE_DIR`).
 #[derive(Debug, Clone)]
 pub struct KubehaBundle {
-    pub kubernetes_version: String,
     pub files: Vec<BundleFile>,
     /// The `SHA256SUMS` file; nodes check what they received against it.
     pub sums: Artifact,
@@ -45,8 +44,7 @@ pub struct KubehaBundle {
 #[derive(Debug, Clone)]
 pub struct BundleFile {
     pub artifact: Artifact,
-    /// Only control-plane and etcd nodes need it (etcd, the control-plane images); workers
-    /// get the kubelet, kubeadm, kubectl, crictl, pause, kube-proxy and CoreDNS.
+    /// Only control-plane and etcd nodes need it (`bundle::CONTROL_PLANE_ONLY`).
     pub control_plane_only: bool,
 }
 
@@ -59,7 +57,7 @@ pub struct BundleImage {
 
 impl KubehaBundle {
     /// Whether a node with `roles` needs a file or image marked `control_plane_only`.
-    pub fn wanted(control_plane_only: bool, roles: inventory::Roles) -> bool {
+    fn wanted(control_plane_only: bool, roles: inventory::Roles) -> bool {
         !control_plane_only || roles.control_plane || roles.etcd
     }
 
@@ -119,10 +117,7 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
                     path: render::paths::KUBEHA_BINARY.to_string(),
                     mode: 0o755,
                     owner: "root:root".to_string(),
-                    contents: inputs
-                        .kubeha_binary
-                        .clone()
-                        .unwrap_or_else(|| Vec::new().into()),
+                    contents: inputs.kubeha_binary.clone().unwrap_or_default(),
                     sensitive: false,
                     purpose: "kubeha itself (this binary): runs the front door".to_string(),
                 });

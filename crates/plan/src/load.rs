@@ -106,7 +106,8 @@ fn bundle(inv: &Inventory, inventory_path: &Path) -> Result<Bundle, InputsError>
     };
     let dir = inventory_dir(inventory_path).join(dir);
     if ::bundle::is_bundle(&dir) {
-        return kubeha_bundle(inv, &dir).map(Bundle::Kubeha);
+        return kubeha_bundle(&format!("v{}", inv.cluster.kubernetes_version), &dir)
+            .map(Bundle::Kubeha);
     }
     let cannot = |source| InputsError::Bundle {
         dir: dir.clone(),
@@ -137,34 +138,40 @@ fn bundle(inv: &Inventory, inventory_path: &Path) -> Result<Bundle, InputsError>
         .map(Bundle::Debs)
 }
 
-/// Images and binaries only control-plane (and etcd) nodes run.
-fn control_plane_only(rel: &str) -> bool {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    ["etcd", "etcdctl"].contains(&name)
-        || [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "etcd_",
-        ]
-        .iter()
-        .any(|c| rel.starts_with("images/") && name.starts_with(c))
-}
-
-fn kubeha_bundle(inv: &Inventory, dir: &Path) -> Result<KubehaBundle, InputsError> {
+/// The kubeha bundle in `dir`, which must hold Kubernetes `want` (`v1.34.4`).
+fn kubeha_bundle(want: &str, dir: &Path) -> Result<KubehaBundle, InputsError> {
     let bad = |source: ::bundle::BundleError| InputsError::KubehaBundle {
         dir: dir.to_path_buf(),
         source,
     };
     let manifest = ::bundle::read_manifest(dir).map_err(bad)?;
-    let want = format!("v{}", inv.cluster.kubernetes_version);
     if manifest.kubernetes_version != want {
         return Err(InputsError::BundleVersion {
             dir: dir.to_path_buf(),
             have: manifest.kubernetes_version,
-            want,
+            want: want.to_string(),
         });
     }
+    // Bundle paths (`bin/etcd`, `images/kube-apiserver_v1.34.4.tar`) of what only control-plane
+    // and etcd nodes run, by binary name and by image component.
+    let only_control_plane = |name: &str| ::bundle::CONTROL_PLANE_ONLY.contains(&name);
+    let control_plane_only: std::collections::BTreeSet<&str> = manifest
+        .images
+        .iter()
+        .filter(|i| {
+            i.name
+                .parse::<::bundle::ImageRef>()
+                .is_ok_and(|r| only_control_plane(r.component()))
+        })
+        .map(|i| i.path.as_str())
+        .chain(
+            manifest
+                .files
+                .iter()
+                .map(|f| f.path.as_str())
+                .filter(|p| p.strip_prefix("bin/").is_some_and(only_control_plane)),
+        )
+        .collect();
     let read = |rel: &str| {
         let path = dir.join(rel);
         std::fs::read(&path).map_err(|source| InputsError::Bundle { dir: path, source })
@@ -193,7 +200,7 @@ fn kubeha_bundle(inv: &Inventory, dir: &Path) -> Result<KubehaBundle, InputsErro
                     "image archive from the kubeha bundle".to_string()
                 },
             },
-            control_plane_only: control_plane_only(&f.path),
+            control_plane_only: control_plane_only.contains(f.path.as_str()),
         });
     }
     let sums = Artifact {
@@ -210,13 +217,116 @@ fn kubeha_bundle(inv: &Inventory, dir: &Path) -> Result<KubehaBundle, InputsErro
         .map(|i| BundleImage {
             name: i.name.clone(),
             path: on_node(&i.path),
-            control_plane_only: control_plane_only(&i.path),
+            control_plane_only: control_plane_only.contains(i.path.as_str()),
         })
         .collect();
     Ok(KubehaBundle {
-        kubernetes_version: manifest.kubernetes_version,
         files,
         sums,
         images,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle directory with these files (contents: their own path) and images.
+    fn bundle_dir(files: &[&str], images: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        for rel in files {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, rel).unwrap();
+            entries.push(serde_json::json!({ "path": rel, "size": rel.len(), "sha256": "-" }));
+        }
+        let images: Vec<_> = images
+            .iter()
+            .map(|(name, path)| serde_json::json!({ "name": name, "path": path }))
+            .collect();
+        let manifest = serde_json::json!({
+            "format": 1, "kubernetes_version": "v1.34.4", "files": entries, "images": images,
+        });
+        std::fs::write(dir.path().join(::bundle::MANIFEST), manifest.to_string()).unwrap();
+        std::fs::write(dir.path().join(::bundle::SUMS), "").unwrap();
+        dir
+    }
+
+    #[test]
+    fn workers_get_no_control_plane_binaries_or_images() {
+        let images = [
+            (
+                "registry.k8s.io/kube-apiserver:v1.34.4",
+                "images/kube-apiserver_v1.34.4.tar",
+            ),
+            ("registry.k8s.io/etcd:3.6.5-0", "images/etcd_3.6.5-0.tar"),
+            (
+                "registry.k8s.io/kube-proxy:v1.34.4",
+                "images/kube-proxy_v1.34.4.tar",
+            ),
+            ("registry.k8s.io/pause:3.10.1", "images/pause_3.10.1.tar"),
+        ];
+        let mut files = vec!["bin/kubeadm", "bin/kubelet", "bin/etcd", "bin/etcdctl"];
+        files.extend(images.iter().map(|(_, p)| *p));
+        let dir = bundle_dir(&files, &images);
+        let b = kubeha_bundle("v1.34.4", dir.path()).unwrap();
+        let on_node = |rel: &str| format!("{}/{rel}", render::paths::BUNDLE_DIR);
+        let worker = inventory::Roles {
+            worker: true,
+            ..Default::default()
+        };
+        let etcd_only = inventory::Roles {
+            etcd: true,
+            ..Default::default()
+        };
+        let cp = inventory::Roles {
+            control_plane: true,
+            ..Default::default()
+        };
+        let paths = |roles| -> Vec<String> { b.files_for(roles).map(|a| a.path.clone()).collect() };
+        let sums = on_node(::bundle::SUMS);
+        let mut want_worker: Vec<String> = [
+            "bin/kubeadm",
+            "bin/kubelet",
+            "images/kube-proxy_v1.34.4.tar",
+            "images/pause_3.10.1.tar",
+        ]
+        .iter()
+        .map(|r| on_node(r))
+        .collect();
+        want_worker.push(sums.clone());
+        assert_eq!(paths(worker), want_worker);
+        let mut everything: Vec<String> = files.iter().map(|r| on_node(r)).collect();
+        everything.push(sums);
+        assert_eq!(paths(cp), everything);
+        assert_eq!(paths(etcd_only), everything);
+        let names =
+            |roles| -> Vec<String> { b.images_for(roles).map(|i| i.name.clone()).collect() };
+        assert_eq!(
+            names(worker),
+            [
+                "registry.k8s.io/kube-proxy:v1.34.4",
+                "registry.k8s.io/pause:3.10.1"
+            ]
+        );
+        assert_eq!(names(cp).len(), 4);
+    }
+
+    #[test]
+    fn a_bundle_of_another_version_or_a_short_file_is_refused() {
+        let dir = bundle_dir(&["bin/kubeadm"], &[]);
+        let e = kubeha_bundle("v1.35.0", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a bundle of Kubernetes v1.34.4, the inventory says v1.35.0"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("bin/kubeadm"), "short").unwrap();
+        let e = kubeha_bundle("v1.34.4", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bin/kubeadm: checksum mismatch"), "{e}");
+    }
 }
