@@ -1,6 +1,7 @@
 //! Executes a Plan on nodes. See README.md.
 
 pub mod executor;
+pub mod kubernetes;
 pub mod preflight;
 pub mod record;
 pub mod status;

@@ -24,6 +24,9 @@ pub struct ClusterStatus {
     pub healthy: bool,
     pub nodes: Vec<NodeStatus>,
     pub certificates: Option<Certificates>,
+    /// The cluster through its API (kube-rs, the PKI store's admin kubeconfig, the VIP);
+    /// `None` before the PKI store has an admin kubeconfig.
+    pub kubernetes: Option<crate::kubernetes::ApiStatus>,
 }
 
 /// The PKI store's expiry summary.
@@ -78,8 +81,22 @@ pub async fn status(
             }
         }
     });
-    let nodes = futures_util::future::join_all(probes).await;
-    judge(&inv.cluster.name, vip, nodes, certificates(pki_dir))
+    let kubeconfig = pki::Store::open(pki_dir).admin_kubeconfig();
+    let api = async {
+        if !kubeconfig.exists() {
+            return None;
+        }
+        let target = crate::kubernetes::Target::from_inventory(inv, &kubeconfig);
+        Some(crate::kubernetes::status(&target).await)
+    };
+    let (nodes, api) =
+        futures_util::future::join(futures_util::future::join_all(probes), api).await;
+    let mut st = judge(&inv.cluster.name, vip, nodes, certificates(pki_dir));
+    if let Some(a) = &api {
+        st.healthy &= a.healthy;
+    }
+    st.kubernetes = api;
+    st
 }
 
 fn certificates(pki_dir: &Path) -> Option<Certificates> {
@@ -120,6 +137,7 @@ fn judge(
         healthy,
         certificates,
         nodes,
+        kubernetes: None,
     }
 }
 

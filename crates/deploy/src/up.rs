@@ -60,6 +60,8 @@ pub struct Prepared {
     /// PKI files issued or updated now.
     pub pki_changed: usize,
     pub pki_warnings: Vec<String>,
+    /// The PKI store's admin kubeconfig (server: the VIP endpoint), for the verify phase.
+    pub kubeconfig: PathBuf,
 }
 
 /// Checks the request, issues or renews the PKI, and builds the Plan with this binary in it.
@@ -110,6 +112,7 @@ pub fn prepare(req: &Request<'_>) -> Result<Prepared, UpError> {
         bootstrap_token: inputs.render.bootstrap_token.clone(),
         pki_changed: issued.changed().count(),
         pki_warnings: issued.warnings,
+        kubeconfig: pki::Store::open(req.pki_dir).admin_kubeconfig(),
         plan,
     })
 }

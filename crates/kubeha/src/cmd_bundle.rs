@@ -50,23 +50,7 @@ pub fn run(args: BundleArgs) -> u8 {
                 Ok(l) => l,
                 Err(code) => return code,
             };
-            let inv = &loaded.inventory;
-            let config = render::kubeadm::init_config(
-                inv,
-                inv.first_control_plane(),
-                &render::Inputs::placeholder(),
-            );
-            let text = String::from_utf8_lossy(&config.contents).into_owned();
-            let built =
-                bundle::kubeadm_images(&binaries.join("kubeadm"), &text).and_then(|images| {
-                    bundle::build(
-                        &binaries,
-                        &inv.cluster.kubernetes_version.to_string(),
-                        &images,
-                        &out,
-                    )
-                });
-            match built {
+            match plan::load::build_bundle(&loaded.inventory, &binaries, &out) {
                 Ok(m) => {
                     for i in &m.images {
                         println!("image  {}  {}", i.name, i.path);

@@ -142,6 +142,21 @@ fn print_text(out: &mut impl Write, plan: &plan::Plan) -> std::io::Result<()> {
         }
     }
     writeln!(out)?;
+    writeln!(
+        out,
+        "Whole-cluster checks, from this machine, after their phase:"
+    )?;
+    for phase in plan::Phase::ALL {
+        for c in phase.policy().checks {
+            writeln!(
+                out,
+                "    {:<32} {}",
+                format!("{phase}: {c}"),
+                c.description()
+            )?;
+        }
+    }
+    writeln!(out)?;
     if plan.pki_pending {
         writeln!(
             out,

@@ -90,6 +90,15 @@ pub fn run(args: StatusArgs) -> u8 {
                 },
                 etcd_members
             );
+            if let Some(k) = &st.kubernetes {
+                println!("kubernetes through {}: {}", k.server, k.summary);
+                for a in &k.apiservers {
+                    println!(
+                        "  apiserver {} ({}): /readyz {}",
+                        a.name, a.server, a.readyz
+                    );
+                }
+            }
             if let Some(c) = &st.certificates {
                 println!(
                     "certificates: {} in {}, soonest expiry {} in {} days",

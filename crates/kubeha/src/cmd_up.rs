@@ -100,6 +100,7 @@ pub fn run(args: UpArgs) -> u8 {
         step_timeout: args.step_timeout,
         masked: vec![prepared.bootstrap_token.clone()],
         log_dir: log_dir.clone(),
+        kubeconfig: Some(prepared.kubeconfig.clone()),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -365,6 +365,22 @@ fn up_real_ha_kubernetes(variant: Variant) {
         cluster.diagnostics()
     );
     eprintln!("{what}: first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
+    // up's verify phase read the cluster through its API (kube-rs, from the client
+    // namespace, through the VIP) and ran the bundle's pause image on both workers.
+    let api_check = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .find(|c| c.starts_with("kubernetes through https://198.18.0.10:16443"))
+        .unwrap_or_else(|| panic!("no Kubernetes API check in {}", r["checks"]))
+        .to_string();
+    eprintln!("{what}: {api_check}");
+    assert!(api_check.contains("5 of 5 nodes Ready"), "{api_check}");
+    assert!(
+        api_check.contains("Running on worker1") && api_check.contains("worker2 ("),
+        "{api_check}"
+    );
     for n in r["nodes"].as_array().unwrap() {
         for s in n["steps"].as_array().unwrap() {
             let id = s["id"].as_str().unwrap_or_default();
@@ -590,4 +606,33 @@ fn up_real_ha_kubernetes(variant: Variant) {
     assert!(out.status.success(), "re-run failed:\n{}", failures(&r));
     assert_eq!(count(&r, "changed"), 0, "a re-run changed steps: {r}");
     eprintln!("{what}: re-run: {rerun:?}");
+
+    // kubeha status: the API's view next to the nodes' own.
+    let out = cluster.kubeha(&["status", "--output", "json"]);
+    let st = report(&out);
+    let k = &st["kubernetes"];
+    assert_eq!(k["healthy"], true, "{st:#}");
+    let api_nodes = k["nodes"].as_array().unwrap();
+    assert_eq!(api_nodes.len(), CONTROL_PLANES + WORKERS, "{k:#}");
+    assert!(api_nodes.iter().all(|n| n["ready"] == true), "{k:#}");
+    let control_planes = api_nodes
+        .iter()
+        .filter(|n| {
+            n["roles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == "control-plane")
+        })
+        .count();
+    assert_eq!(control_planes, CONTROL_PLANES, "{k:#}");
+    assert!(
+        k["apiservers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["readyz"] == "ok"),
+        "{k:#}"
+    );
+    assert_eq!(st["healthy"], true, "{st:#}");
 }

@@ -230,6 +230,8 @@ pub struct Node {
     cgroup: CgroupRoot,
     mnt_ns: Option<std::fs::Metadata>,
     pub remove_state: bool,
+    /// Set by `detach`: the node outlives this value (a lab that `kubeha lab down` removes).
+    detached: bool,
 }
 
 /// The setup the node's first process runs before it becomes `init` (kept in one place so the
@@ -314,6 +316,7 @@ impl Node {
             cgroup,
             mnt_ns: None,
             remove_state: false,
+            detached: false,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !ready.exists() {
@@ -395,6 +398,13 @@ impl Node {
         spawn_command(c, format!("{} on {}", argv.join(" "), self.spec.name), log)
     }
 
+    /// Lets the node run on after this value is gone; returns the PID of its first process.
+    /// Whoever detaches it stops it later: `power_off` with the cgroup root's name.
+    pub fn detach(mut self) -> i32 {
+        self.detached = true;
+        self.holder.take().map_or(0, Proc::detach)
+    }
+
     /// A path inside the node as the host sees it (through /proc/PID/root).
     pub fn path(&self, inside: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root{}", self.pid(), inside))
@@ -441,8 +451,17 @@ impl Node {
     }
 }
 
+/// Stops every process of a (detached) node at once, as pulling its power would: its cgroup
+/// root is thawed, emptied by SIGKILL and removed; its state directory (the disk) stays.
+pub fn power_off(cgroup_root: &str) {
+    CgroupRoot::existing(cgroup_root).remove();
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         self.stop_all();
         if self.remove_state {
             let _ = std::fs::remove_dir_all(&self.spec.state_dir);

@@ -205,6 +205,11 @@ impl Store {
         &self.root
     }
 
+    /// The admin kubeconfig (`cluster/admin.conf`), whose server is the VIP endpoint.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.p("cluster/admin.conf")
+    }
+
     fn p(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }

@@ -153,6 +153,8 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
         frontdoor: inv.frontdoor.kind,
         etcd_topology: inv.etcd.topology,
         pki_pending: inputs.pki.is_none(),
+        apiserver_port: inv.endpoint.apiserver_port,
+        sandbox_image: render::containerd::sandbox_image(inv),
         nodes,
     }
 }

@@ -108,6 +108,11 @@ pub struct Plan {
     pub etcd_topology: EtcdTopology,
     /// Set when the PKI store has not been issued yet: certificate files are not in this plan.
     pub pki_pending: bool,
+    /// The port every apiserver listens on (behind the VIP's port).
+    pub apiserver_port: u16,
+    /// The sandbox (pause) image containerd runs: the verify phase runs it on every worker,
+    /// since an offline node has it.
+    pub sandbox_image: String,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -196,6 +201,11 @@ impl Plan {
             "frontdoor": self.frontdoor,
             "etcd_topology": self.etcd_topology,
             "pki_pending": self.pki_pending,
+            "apiserver_port": self.apiserver_port,
+            "sandbox_image": self.sandbox_image,
+            "checks": Phase::ALL.iter().flat_map(|p| p.policy().checks.iter().map(move |c| serde_json::json!({
+                "after": p, "check": c, "description": c.description(),
+            }))).collect::<Vec<_>>(),
             "nodes": nodes,
         })
     }

@@ -41,6 +41,29 @@ pub enum InputsError {
 }
 
 /// Where the PKI store of an inventory lives unless told otherwise: beside the file.
+/// Builds the offline bundle an inventory needs (`kubeha bundle build`): the binaries in
+/// `binaries` (scripts/k8s-binaries.sh's output) and one image per name `kubeadm config images
+/// list` gives for the inventory's init configuration, into `out`.
+pub fn build_bundle(
+    inv: &Inventory,
+    binaries: &Path,
+    out: &Path,
+) -> Result<bundle::Manifest, bundle::BundleError> {
+    let config = render::kubeadm::init_config(
+        inv,
+        inv.first_control_plane(),
+        &render::Inputs::placeholder(),
+    );
+    let text = String::from_utf8_lossy(&config.contents);
+    let images = bundle::kubeadm_images(&binaries.join("kubeadm"), &text)?;
+    bundle::build(
+        binaries,
+        &inv.cluster.kubernetes_version.to_string(),
+        &images,
+        out,
+    )
+}
+
 pub fn default_pki_dir(inventory: &Path) -> PathBuf {
     inventory_dir(inventory).join("pki")
 }

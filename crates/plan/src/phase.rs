@@ -47,6 +47,26 @@ pub enum ClusterCheck {
     /// Every etcd member answers `/health`.
     #[serde(rename = "etcd")]
     EtcdHealthy,
+    /// Through the Kubernetes API (kube-rs, the admin kubeconfig, the VIP endpoint): every
+    /// node Ready, every apiserver's `/readyz`, the sandbox image Running on every worker.
+    #[serde(rename = "kubernetes")]
+    Kubernetes,
+}
+
+impl ClusterCheck {
+    /// What `kubeha plan` says the check does.
+    pub fn description(&self) -> &'static str {
+        match self {
+            ClusterCheck::CrossNode => {
+                "the nodes' facts side by side: unique names, product_uuid, machine-id and MACs, clocks within 2 s, one kubeadm version, nobody else answering ARP for the VIP"
+            }
+            ClusterCheck::VipHeldOnce => "exactly one control-plane node holds the VIP",
+            ClusterCheck::EtcdHealthy => "every etcd member answers /health",
+            ClusterCheck::Kubernetes => {
+                "from this machine, with the admin kubeconfig through the VIP: every node Ready, /readyz of every apiserver, a pause pod Running on every worker"
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for ClusterCheck {
@@ -55,6 +75,7 @@ impl std::fmt::Display for ClusterCheck {
             ClusterCheck::CrossNode => "cross-node",
             ClusterCheck::VipHeldOnce => "vip",
             ClusterCheck::EtcdHealthy => "etcd",
+            ClusterCheck::Kubernetes => "kubernetes",
         })
     }
 }
@@ -68,6 +89,9 @@ pub struct Policy {
     /// etcd member or front door goes one node at a time so quorum and the VIP survive.
     pub redo: Rollout,
     pub checks: &'static [ClusterCheck],
+    /// The checks run even when no node had a step of this phase (the verify phase is
+    /// nothing but checks); otherwise only after the phase did something.
+    pub checks_always: bool,
     /// Kubernetes' own tools every node running a step of this phase must have.
     pub tools: &'static [&'static str],
 }
@@ -108,6 +132,7 @@ impl Phase {
             rollout: Rollout::Parallel,
             redo: Rollout::Parallel,
             checks: &[],
+            checks_always: false,
             tools: &[],
         };
         match self {
@@ -143,8 +168,12 @@ impl Phase {
                 ..parallel
             },
             Phase::Verify => Policy {
-                checks: &[ClusterCheck::VipHeldOnce, ClusterCheck::EtcdHealthy],
-                tools: KUBEADM_KUBECTL,
+                checks: &[
+                    ClusterCheck::VipHeldOnce,
+                    ClusterCheck::EtcdHealthy,
+                    ClusterCheck::Kubernetes,
+                ],
+                checks_always: true,
                 ..parallel
             },
         }

@@ -28,11 +28,10 @@ pub enum StepId {
     CniApply,
     JoinControlPlane,
     JoinWorker,
-    VerifyCluster,
 }
 
 impl StepId {
-    pub const ALL: [StepId; 19] = [
+    pub const ALL: [StepId; 18] = [
         StepId::PreflightHost,
         StepId::PrepareHosts,
         StepId::PrepareSwapOff,
@@ -51,7 +50,6 @@ impl StepId {
         StepId::CniApply,
         StepId::JoinControlPlane,
         StepId::JoinWorker,
-        StepId::VerifyCluster,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,7 +72,6 @@ impl StepId {
             StepId::CniApply => "cni/apply",
             StepId::JoinControlPlane => "join-control-plane/kubeadm-join",
             StepId::JoinWorker => "join-worker/kubeadm-join",
-            StepId::VerifyCluster => "verify/cluster",
         }
     }
 
@@ -96,7 +93,6 @@ impl StepId {
             StepId::CniApply => Phase::Cni,
             StepId::JoinControlPlane => Phase::JoinControlPlane,
             StepId::JoinWorker => Phase::JoinWorker,
-            StepId::VerifyCluster => Phase::Verify,
         }
     }
 }

@@ -32,7 +32,6 @@ mod sh {
     pub const CNI_CALICO: &str = include_str!("scripts/cni-calico.sh");
     pub const JOIN_CONTROL_PLANE: &str = include_str!("scripts/join-control-plane.sh");
     pub const JOIN_WORKER: &str = include_str!("scripts/join-worker.sh");
-    pub const VERIFY_CLUSTER: &str = include_str!("scripts/verify-cluster.sh");
 }
 
 /// Single-quotes a value for sh.
@@ -440,21 +439,6 @@ pub(crate) fn for_node(
                 &[sh::KUBEADM, sh::JOIN_WORKER],
             )),
             true,
-        );
-    }
-    if is_first_cp {
-        b.step(
-            StepId::VerifyCluster,
-            "every node Ready through the VIP endpoint",
-            vec![],
-            Some(script(
-                &[
-                    ("WANT", inv.nodes.len().to_string()),
-                    ("ENDPOINT", inv.endpoint.host_port()),
-                ],
-                &[sh::VERIFY_CLUSTER],
-            )),
-            false,
         );
     }
     b.steps

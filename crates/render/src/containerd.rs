@@ -68,17 +68,22 @@ pub fn pause_tag(minor: u32) -> &'static str {
     }
 }
 
+/// The sandbox image of the inventory's Kubernetes minor, from its image repository.
+pub fn sandbox_image(inv: &Inventory) -> String {
+    format!(
+        "{}/pause:{}",
+        inv.images.repository,
+        pause_tag(inv.cluster.kubernetes_version.minor)
+    )
+}
+
 pub fn config(inv: &Inventory) -> Artifact {
     let cfg = Config {
         version: 2,
         plugins: BTreeMap::from([(
             "io.containerd.grpc.v1.cri",
             CriPlugin {
-                sandbox_image: format!(
-                    "{}/pause:{}",
-                    inv.images.repository,
-                    pause_tag(inv.cluster.kubernetes_version.minor)
-                ),
+                sandbox_image: sandbox_image(inv),
                 max_container_log_line_size: 16384,
                 restrict_oom_score_adj: inv.runtime.restrict_oom_score_adj,
                 cni: (inv.runtime.cni_bin_dir != "/opt/cni/bin").then(|| Cni {

@@ -10,6 +10,7 @@ use plan::{ClusterCheck, FrontdoorKind, Phase, Plan, StepId};
 use super::Options;
 use super::node::NodeRun;
 use super::report::Stop;
+use crate::kubernetes::{self, Limits};
 use crate::preflight::{self, ClockSample, Facts, Finding, Severity};
 use crate::status;
 use crate::transport::Purpose;
@@ -27,6 +28,7 @@ pub(super) async fn run(
     nodes: &[NodeRun<'_>],
     plan: &Plan,
     phase: Phase,
+    opts: &Options,
 ) -> Checked {
     let one = |r: Result<Option<String>, Stop>| match r {
         Ok(passed) => Checked {
@@ -54,6 +56,7 @@ pub(super) async fn run(
         }
         ClusterCheck::VipHeldOnce => one(vip_held_once(nodes, plan, phase).await),
         ClusterCheck::EtcdHealthy => one(etcd_healthy(nodes, plan).await),
+        ClusterCheck::Kubernetes => one(kubernetes(plan, opts).await),
     }
 }
 
@@ -281,4 +284,25 @@ async fn etcd_healthy(nodes: &[NodeRun<'_>], plan: &Plan) -> Result<Option<Strin
         });
     }
     Ok((!members.is_empty()).then(|| format!("etcd: {} member(s) healthy", members.len())))
+}
+
+/// The cluster through its API, from this machine (`crate::kubernetes::verify`).
+async fn kubernetes(plan: &Plan, opts: &Options) -> Result<Option<String>, Stop> {
+    let Some(kubeconfig) = &opts.kubeconfig else {
+        return Ok(None);
+    };
+    let target = kubernetes::Target::from_plan(plan, kubeconfig);
+    let workers: Vec<&str> = plan
+        .nodes
+        .iter()
+        .filter(|n| n.roles.worker)
+        .map(|n| n.name.as_str())
+        .collect();
+    kubernetes::verify(&target, &workers, &plan.sandbox_image, Limits::default())
+        .await
+        .map(Some)
+        .map_err(|detail| Stop::Cluster {
+            check: ClusterCheck::Kubernetes,
+            detail,
+        })
 }

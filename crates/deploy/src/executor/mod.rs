@@ -40,6 +40,9 @@ pub struct Options {
     pub masked: Vec<String>,
     /// Per-node logs go to `log_dir/<node>.log`.
     pub log_dir: PathBuf,
+    /// The admin kubeconfig the verify phase reads the API with (from this machine, through
+    /// the VIP). `None` leaves the Kubernetes check out.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// What the progress display is told.
@@ -115,14 +118,15 @@ pub async fn execute(
         let active = nodes.iter().any(|n| !n.failed() && n.has_phase(phase));
         schedule::run_phase(&nodes, phase, opts, observer, &sem).await;
         for &check in phase.policy().checks {
-            // The cross-node preflight always runs after preflight; the others only when the
-            // phase did something and no node the cluster depends on failed.
+            // The cross-node preflight always runs after preflight; the others only when no
+            // node the cluster depends on failed, and most only when the phase did something.
             if check != plan::ClusterCheck::CrossNode
-                && (!active || nodes.iter().any(NodeRun::blocks_cluster))
+                && (nodes.iter().any(NodeRun::blocks_cluster)
+                    || (!phase.policy().checks_always && !active))
             {
                 continue;
             }
-            let c = checks::run(check, &nodes, plan, phase).await;
+            let c = checks::run(check, &nodes, plan, phase, opts).await;
             run.checks.extend(c.passed);
             run.warnings.extend(c.warnings);
             if c.stop.is_some() {
