@@ -5,12 +5,16 @@
 //!    the proxy stops calling `accept()` until a session ends, so excess clients *wait* in
 //!    the kernel's listen backlog (haproxy's `maxconn` behaviour) rather than being refused;
 //!    if the backlog overflows, the kernel drops SYNs and clients retransmit.
-//! 2. **Connect.** The accepted client socket is kept while backends are tried in turn:
+//! 2. **Connect.** The accepted client socket is kept while backends are tried:
 //!    [`Pool::pick`] chooses a healthy backend not tried yet; a connect that fails or exceeds
 //!    `connect_timeout` ejects that backend from rotation at once ([`Pool::eject`]) and the
-//!    next one is tried. Only when no healthy untried backend remains is the client closed
-//!    (counted in `no_backend_total`). So a client never sees a refused connect while any
-//!    backend is healthy and accepting.
+//!    next one is tried. A connect that has not completed after a fifth of `connect_timeout`
+//!    gets company: the next backend is tried alongside it, and the first to accept wins (on a
+//!    LAN a connect takes well under a millisecond, so a silent backend, such as a node that
+//!    lost its power, costs a client that much instead of the whole timeout; the slow attempt
+//!    runs on and ejects its backend if it times out). Only when no healthy untried backend
+//!    remains and every attempt failed is the client closed (counted in `no_backend_total`).
+//!    So a client never sees a refused connect while any backend is healthy and accepting.
 //! 3. **Relay.** Bytes are copied both ways, with `tokio::io::copy_bidirectional_with_sizes`,
 //!    or on Linux with `splice` ([`ProxyConfig::splice`]) once a direction carries bulk data.
 //!    Half-close passes through: EOF from one side becomes `shutdown(Write)` on the other
@@ -183,7 +187,7 @@ impl Drop for ActiveClient<'_> {
     }
 }
 
-async fn session(client: TcpStream, pool: &Pool, cfg: &ProxyConfig) {
+async fn session(client: TcpStream, pool: &Arc<Pool>, cfg: &ProxyConfig) {
     let m = pool.metrics();
     m.connections.inc();
     m.active.inc();
@@ -200,21 +204,51 @@ async fn session(client: TcpStream, pool: &Pool, cfg: &ProxyConfig) {
     relay(client, backend, pool, cfg).await;
 }
 
-/// Tries healthy backends in pick order until one accepts; ejects each that does not.
-async fn connect_any(pool: &Pool, timeout: Duration) -> Option<(usize, TcpStream)> {
+/// Tries healthy backends in pick order until one accepts, staggered: the next one starts when
+/// the last failed, or a fifth of `timeout` after it started. Each that fails or times out is
+/// ejected by its own attempt, also after another one won.
+async fn connect_any(pool: &Arc<Pool>, timeout: Duration) -> Option<(usize, TcpStream)> {
+    let stagger = timeout / 5;
     let mut tried = Vec::new();
-    while tried.len() < pool.addrs().len() {
-        let idx = pool.pick(&tried)?;
-        let addr = pool.addrs()[idx];
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => return Some((idx, s)),
-            Ok(Err(e)) => tracing::info!(backend = %addr, error = %e, "connect failed, ejecting"),
-            Err(_) => tracing::info!(backend = %addr, "connect timed out, ejecting"),
+    let mut racing = JoinSet::new();
+    let mut exhausted = false;
+    // Each turn starts the next attempt: first, after a failure, or after `stagger`.
+    loop {
+        if !exhausted {
+            match pool.pick(&tried) {
+                Some(idx) => {
+                    tried.push(idx);
+                    racing.spawn(attempt(pool.clone(), idx, timeout));
+                }
+                None => exhausted = true,
+            }
         }
-        pool.eject(idx);
-        tried.push(idx);
+        if racing.is_empty() {
+            return None;
+        }
+        tokio::select! {
+            done = racing.join_next() => {
+                if let Some(Ok((idx, Some(stream)))) = done {
+                    // The others finish on their own: a late connect is closed, a failure ejects.
+                    racing.detach_all();
+                    return Some((idx, stream));
+                }
+            }
+            () = tokio::time::sleep(stagger), if !exhausted => {}
+        }
     }
-    None
+}
+
+/// One connect; ejects the backend when it fails or exceeds `timeout`.
+async fn attempt(pool: Arc<Pool>, idx: usize, timeout: Duration) -> (usize, Option<TcpStream>) {
+    let addr = pool.addrs()[idx];
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => return (idx, Some(s)),
+        Ok(Err(e)) => tracing::info!(backend = %addr, error = %e, "connect failed, ejecting"),
+        Err(_) => tracing::info!(backend = %addr, "connect timed out, ejecting"),
+    }
+    pool.eject(idx);
+    (idx, None)
 }
 
 fn tune(s: &TcpStream) {

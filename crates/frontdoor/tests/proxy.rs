@@ -150,15 +150,31 @@ async fn connect_timeout_tries_next_backend() {
     let stop = CancellationToken::new();
     let live = id_server(7, stop.clone()).await;
     let cfg = ProxyConfig {
-        connect_timeout: Duration::from_millis(200),
+        connect_timeout: Duration::from_secs(5),
         ..test_config()
     };
     let p = start_proxy(vec![full_addr, live], Balance::RoundRobin, cfg);
     for _ in 0..4 {
+        let started = std::time::Instant::now();
         let (_s, id) = connect_id(p.addr).await;
         assert_eq!(id, 7);
+        // The live backend was tried alongside the silent one after a fifth of the connect
+        // timeout (1 s), not after all of it (5 s).
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(!p.pool.is_up(0));
+    // The silent backend's own attempt ejects it once its connect timeout ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.pool.is_up(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend 0 never ejected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(p.pool.metrics().backends[0].ejections.get(), 1);
     p.shutdown.cancel();
     stop.cancel();

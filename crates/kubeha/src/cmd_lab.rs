@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use lab::cluster::{LabSpec, LabState};
+use lab::kubernetes::{Frontdoor, KubeLabSpec, KubeLabState};
 
 #[derive(Args)]
 pub struct LabArgs {
@@ -31,16 +32,47 @@ impl Which {
 
 #[derive(Subcommand)]
 pub enum LabCommand {
-    /// Create (or repair) the lab: namespaces, PKI, a TLS etcd member and the front door per node
+    /// Create the lab. With --kubernetes: a real HA Kubernetes (3 control-plane nodes behind
+    /// the VIP, workers) made by `kubeha up` over SSH into node namespaces. Without: (or repair)
+    /// a TLS etcd member and the front door per node
     Up {
         #[command(flatten)]
         which: Which,
-        /// Number of nodes
+        /// Number of nodes (etcd lab)
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// VRRP advert interval of the front doors
+        /// VRRP advert interval of the front doors (etcd lab)
         #[arg(long, default_value = "40ms")]
         advert_interval: String,
+        /// A real Kubernetes cluster instead of the etcd lab
+        #[arg(long)]
+        kubernetes: bool,
+        /// Front door of the Kubernetes lab: kubeha's own, or the seeds' keepalived + haproxy
+        #[arg(long, value_enum, default_value_t = FrontdoorArg::Builtin, requires = "kubernetes")]
+        frontdoor: FrontdoorArg,
+        /// Worker nodes of the Kubernetes lab
+        #[arg(long, default_value_t = 1, requires = "kubernetes")]
+        workers: usize,
+        /// External etcd 3.6 (from the bundle) on the control-plane nodes instead of stacked
+        #[arg(long, requires = "kubernetes")]
+        external_etcd: bool,
+        /// Kubernetes binaries (scripts/k8s-binaries.sh's output); default: its cache, built
+        /// from upstream source when missing
+        #[arg(long, value_name = "DIR", requires = "kubernetes")]
+        binaries: Option<PathBuf>,
+    },
+    /// Stop every process of a Kubernetes lab node at once, as pulling its power would
+    Poweroff {
+        #[command(flatten)]
+        which: Which,
+        /// The node (master1, worker1, ...)
+        node: String,
+    },
+    /// Start a Kubernetes lab node again: the units kubeha enabled, then sshd
+    Poweron {
+        #[command(flatten)]
+        which: Which,
+        node: String,
     },
     /// VIP holder, VRRP state per node, backend health, etcd member health
     Status {
@@ -81,6 +113,12 @@ pub enum LabCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FrontdoorArg {
+    Builtin,
+    KeepalivedHaproxy,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
     Text,
     Json,
@@ -94,8 +132,35 @@ pub fn run(args: LabArgs) -> u8 {
     match args.command {
         LabCommand::Up {
             which,
+            kubernetes: true,
+            frontdoor,
+            workers,
+            external_etcd,
+            binaries,
+            ..
+        } => kubernetes_up(which, frontdoor, workers, external_etcd, binaries),
+        LabCommand::Poweroff { which, node } => power(&which, &node, false),
+        LabCommand::Poweron { which, node } => power(&which, &node, true),
+        LabCommand::Status { which, output } if kube_state(&which).is_some() => {
+            let Some(state) = kube_state(&which) else {
+                return 1;
+            };
+            kubernetes_status(&state, output)
+        }
+        LabCommand::Down { which } if kube_state(&which).is_some() => {
+            match lab::kubernetes::down(&which.dir(), &mut |s| say(s)) {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("kubeha lab down: {e}");
+                    1
+                }
+            }
+        }
+        LabCommand::Up {
+            which,
             nodes,
             advert_interval,
+            ..
         } => {
             let kubeha = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kubeha"));
             let spec = LabSpec {
@@ -268,4 +333,140 @@ fn print_summary(s: &LabState) {
     println!("  client     namespace {} (198.18.0.100)", s.client);
     println!("  logs       {}", s.dir.join("logs").display());
     println!("  etcdctl    {} endpoint health", s.etcdctl());
+}
+
+/// The Kubernetes lab in `which`'s directory, if that is what is there.
+fn kube_state(which: &Which) -> Option<KubeLabState> {
+    KubeLabState::load(&which.dir()).ok().flatten()
+}
+
+fn kubernetes_up(
+    which: Which,
+    frontdoor: FrontdoorArg,
+    workers: usize,
+    external_etcd: bool,
+    binaries: Option<PathBuf>,
+) -> u8 {
+    let kubeha = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kubeha"));
+    let binaries = match lab::kubernetes::binaries(binaries.as_deref(), &mut |s| say(s)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kubeha lab up: {e}");
+            return 1;
+        }
+    };
+    let spec = KubeLabSpec {
+        name: which.name.clone(),
+        dir: which.dir(),
+        frontdoor: match frontdoor {
+            FrontdoorArg::Builtin => Frontdoor::Builtin,
+            FrontdoorArg::KeepalivedHaproxy => Frontdoor::KeepalivedHaproxy,
+        },
+        external_etcd,
+        workers,
+        binaries,
+    };
+    match lab::kubernetes::up(&spec, &kubeha, &mut |s| say(s)) {
+        Ok(state) => {
+            println!(
+                "lab {} is up: real Kubernetes, {} front door, {} etcd",
+                state.name,
+                state.frontdoor.name(),
+                if state.external_etcd {
+                    "external"
+                } else {
+                    "stacked"
+                }
+            );
+            println!("  VIP         https://{}:{}", state.vip, state.port);
+            for n in &state.nodes {
+                println!(
+                    "  {:<8} {:<12} {:<20} namespace {}",
+                    n.name,
+                    n.address,
+                    n.roles.join(","),
+                    n.namespace
+                );
+            }
+            println!("  kubeconfig  {}", state.kubeconfig.display());
+            println!("  kubectl     {} get nodes", state.kubectl_hint());
+            println!("  inventory   {}", state.inventory.display());
+            println!("  remove it   kubeha lab down --name {}", state.name);
+            0
+        }
+        Err(e) => {
+            eprintln!("kubeha lab up: {e}");
+            1
+        }
+    }
+}
+
+fn kubernetes_status(state: &KubeLabState, output: Output) -> u8 {
+    let st = lab::kubernetes::status(state);
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&st).expect("plain data"));
+    } else {
+        println!(
+            "lab {} · Kubernetes · VIP {} · front door {} · etcd {}",
+            st.name,
+            st.vip,
+            st.frontdoor.name(),
+            st.etcd
+        );
+        println!("NODE      ROLES                 READY  RUNNING  VIP");
+        for n in &st.nodes {
+            println!(
+                "{:<9} {:<21} {:<6} {:<8} {}",
+                n.name,
+                n.roles.join(","),
+                if n.ready { "yes" } else { "no" },
+                if n.running { "yes" } else { "no" },
+                if n.holds_vip { "yes" } else { "-" }
+            );
+        }
+        if let Some(e) = &st.api_error {
+            println!("API: {e}");
+        }
+        println!(
+            "kubeconfig {} (from namespace {})",
+            st.kubeconfig.display(),
+            st.client_namespace
+        );
+    }
+    u8::from(!st.healthy)
+}
+
+fn power(which: &Which, node: &str, on: bool) -> u8 {
+    let Some(mut state) = kube_state(which) else {
+        eprintln!(
+            "kubeha lab: no Kubernetes lab {} (no {}); `kubeha lab up --kubernetes` makes one",
+            which.name,
+            KubeLabState::path(&which.dir()).display()
+        );
+        return crate::EXIT_INVALID;
+    };
+    let Some(i) = state.nodes.iter().position(|n| n.name == node) else {
+        let names: Vec<&str> = state.nodes.iter().map(|n| n.name.as_str()).collect();
+        eprintln!(
+            "kubeha lab: no node {node} in lab {} (nodes: {})",
+            state.name,
+            names.join(", ")
+        );
+        return crate::EXIT_INVALID;
+    };
+    let done = if on {
+        lab::kubernetes::power_on(&mut state, i)
+    } else {
+        lab::kubernetes::power_off_node(&mut state, i)
+    };
+    match done {
+        Ok(()) => {
+            say(&format!("{node} powered {}", if on { "on" } else { "off" }));
+            0
+        }
+        Err(e) => {
+            eprintln!("kubeha lab: {e}");
+            1
+        }
+    }
 }

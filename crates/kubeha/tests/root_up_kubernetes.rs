@@ -1,23 +1,29 @@
-//! `kubeha up` over SSH installs a real HA Kubernetes: 3 control-plane nodes behind a front
-//! door on the VIP, and 2 workers, each a node namespace with its own sshd, containerd and
-//! kubelet. Two bring-ups cover both front doors and both etcd topologies: kubeha's builtin
-//! front door with stacked etcd, and the seeds' keepalived + haproxy with external etcd 3.6
-//! (from the bundle) on the control-plane nodes. Every Kubernetes binary is upstream's, built by
+//! `kubeha lab up --kubernetes` (which runs `kubeha up` over SSH with the lab's inventory)
+//! installs a real HA Kubernetes: 3 control-plane nodes behind a front door on the VIP, and 2
+//! workers, each a node namespace with its own sshd, containerd and kubelet. Two bring-ups
+//! cover both front doors and both etcd topologies: kubeha's builtin front door with stacked
+//! etcd, and the seeds' keepalived + haproxy with external etcd 3.6 (from the bundle) on the
+//! control-plane nodes. Every Kubernetes binary is upstream's, built by
 //! scripts/k8s-binaries.sh and shipped to the nodes in a kubeha bundle (no registry, no
 //! internet); the only stand-in is the systemctl shim (netns/files/systemctl), because the
 //! nodes have no systemd. What the nodes need that a host could need too is an inventory
-//! setting (NODE_SETTINGS below), never a test-only path in kubeha.
+//! setting (`lab::kubernetes::NODE_NAMESPACE_SETTINGS`), never a test-only path in kubeha.
+//!
+//! Then the seeds' failover test (seed 002), automated: with writes and a watch running
+//! through the VIP, the VIP holder loses its power; the requests answer again, the watch
+//! resumes, and after the node is powered on `kubeha up` finds nothing to change and every
+//! check green.
 
 mod k8s;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s::{assert_ok, binaries, kubeha, version};
-use netns::Topology;
-use netns::node::{Node, NodeSpec};
-use netns::topology::node_address;
+use k8s::{binaries, kubeha};
+use lab::kubernetes::{KubeLabState, power_off_node, power_on};
 use serde_json::Value;
 
 /// One bring-up at a time: five nodes already share the machine's two cores.
@@ -33,248 +39,112 @@ struct Variant {
 const CONTROL_PLANES: usize = 3;
 const WORKERS: usize = 2;
 
-/// Settings for node namespaces on this machine: no CAP_SYS_RESOURCE (no negative
-/// oom_score_adj), cgroup v1 hybrid (kubeadm's SystemVerification, kubelet failCgroupV1),
-/// Debian's CNI plugin path, overlay-backed disks the kubelet cannot size (no eviction on
-/// them), a slow 2-core machine running five nodes (timeouts).
-const NODE_SETTINGS: &str = "\
-runtime: { systemd_cgroup: false, restrict_oom_score_adj: true, cni_bin_dir: /usr/lib/cni }
-kubelet:
-  fail_cgroup_v1: false
-  extra_args: { oom-score-adj: \"0\" }
-  extra_config:
-    failSwapOn: false
-    imageGCHighThresholdPercent: 100
-    localStorageCapacityIsolation: false
-    evictionHard: { memory.available: \"0%\", nodefs.available: \"0%\", nodefs.inodesFree: \"0%\", imagefs.available: \"0%\" }
-kubeadm:
-  ignore_preflight_errors: [SystemVerification]
-  timeouts: { control_plane_health_check: 10m, kubelet_health_check: 6m, tls_bootstrap: 5m, discovery: 10m }
-";
-
-fn name(i: usize) -> String {
-    if i < CONTROL_PLANES {
-        format!("master{}", i + 1)
-    } else {
-        format!("worker{}", i + 1 - CONTROL_PLANES)
-    }
+/// The lab, removed with `kubeha lab down` however the test ends.
+struct Lab {
+    name: String,
+    dir: PathBuf,
+    state: KubeLabState,
+    _tmp: tempfile::TempDir,
 }
 
-/// The nodes, then the topology: fields drop in order, so every process in a node is killed
-/// (and its cgroups removed) before the namespaces go.
-struct Cluster {
-    nodes: Vec<Node>,
-    topo: Topology,
-    variant: Variant,
-    dir: tempfile::TempDir,
-    inventory: PathBuf,
-    known_hosts: PathBuf,
-}
-
-fn keygen(path: &Path) {
-    k8s::ok(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(path),
-    );
-}
-
-impl Cluster {
-    fn start(bin: &Path, v: &str, variant: Variant) -> Cluster {
-        let lab = variant.lab;
-        let topo = Topology::build(lab, CONTROL_PLANES + WORKERS).expect("topology");
-        let dir = tempfile::Builder::new()
-            .prefix("kubeha-up-k8s-")
-            .tempdir()
-            .unwrap();
-        let d = dir.path().to_path_buf();
-        keygen(&d.join("id_ed25519"));
-        std::fs::copy(d.join("id_ed25519.pub"), d.join("authorized_keys")).unwrap();
-        let mut known = String::new();
-        let mut nodes = Vec::new();
-        for (i, host) in topo.nodes.iter().enumerate() {
-            let n = name(i);
-            let nd = d.join(&n);
-            std::fs::create_dir_all(&nd).unwrap();
-            let key = nd.join("host_ed25519");
-            keygen(&key);
-            let pubkey = std::fs::read_to_string(nd.join("host_ed25519.pub")).unwrap();
-            let mut parts = pubkey.split_whitespace();
-            known.push_str(&format!(
-                "{} {} {}\n",
-                host.address,
-                parts.next().unwrap(),
-                parts.next().unwrap()
-            ));
-            let cfg = nd.join("sshd_config");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "ListenAddress {addr}\nPort 22\nHostKey {key}\nAuthorizedKeysFile {ak}\n\
-                     PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n\
-                     StrictModes no\nPidFile /run/sshd.pid\nMaxSessions 64\nMaxStartups 64\n",
-                    addr = host.address,
-                    key = key.display(),
-                    ak = d.join("authorized_keys").display(),
-                ),
-            )
-            .unwrap();
-            let node = Node::start(NodeSpec {
-                name: n.clone(),
-                netns: host.ns.name().into(),
-                state_dir: nd.join("state"),
-                machine_id: format!("{:032x}", 0x13_0000 + i),
-                cgroup_root: format!("kubeha-{lab}-{n}"),
-                product_uuid: Some(format!("4c4c4544-0013-1000-8000-{:012x}", i + 1)),
-                init: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    format!(
-                        "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f {}",
-                        cfg.display()
-                    ),
-                ],
-                log: Some(nd.join("node.log")),
-            })
-            .unwrap_or_else(|e| panic!("node {n}: {e}"));
-            nodes.push(node);
-        }
-        let known_hosts = d.join("known_hosts");
-        std::fs::write(&known_hosts, known).unwrap();
-        let cluster = Cluster {
-            nodes,
-            topo,
-            variant,
-            inventory: d.join("cluster.yaml"),
-            known_hosts,
-            dir,
-        };
-        cluster.write_inventory(v);
+impl Drop for Lab {
+    fn drop(&mut self) {
         let out = kubeha(&[
-            "bundle",
-            "build",
-            "-f",
-            cluster.inventory.to_str().unwrap(),
-            "--binaries",
-            bin.to_str().unwrap(),
-            "-o",
-            d.join("bundle").to_str().unwrap(),
+            "lab",
+            "down",
+            "--name",
+            &self.name,
+            "--dir",
+            self.dir.to_str().unwrap(),
         ]);
-        assert_ok(&out, "kubeha bundle build");
-        cluster.wait_sshd();
-        cluster
-    }
-
-    fn write_inventory(&self, v: &str) {
-        let nodes: String = (0..CONTROL_PLANES + WORKERS)
-            .map(|i| {
-                let roles = if i >= CONTROL_PLANES {
-                    "[worker]"
-                } else if self.variant.external_etcd {
-                    "[control-plane, etcd]"
-                } else {
-                    "[control-plane]"
-                };
-                format!(
-                    "  - {{ name: {n}, address: {a}/24, roles: {roles}, kubelet_extra_args: {{ cgroup-root: /kubeha-{lab}-{n} }} }}\n",
-                    lab = self.variant.lab,
-                    n = name(i),
-                    a = node_address(i),
-                )
-            })
-            .collect();
-        let etcd = if self.variant.external_etcd {
-            "etcd: { topology: external }"
-        } else {
-            "etcd: { topology: stacked }"
-        };
-        // keepalived + haproxy as the seeds run them; haproxy sizes its open files from
-        // maxconn (2 per connection) and this sandbox's hard limit is 20000, which no process
-        // here may raise: max_connections is the inventory's answer, as on any such host.
-        let frontdoor = if self.variant.keepalived_haproxy {
-            "frontdoor: { kind: keepalived-haproxy, max_connections: 5000, health: { kind: https, path: /readyz } }"
-        } else {
-            "frontdoor: { kind: builtin, advert_interval: 100ms, health: { kind: https, path: /readyz, interval: 500ms } }"
-        };
-        let text = format!(
-            "cluster: {{ name: {lab}, kubernetes_version: {v} }}\n\
-             endpoint: {{ vip: 198.18.0.10/24, port: 16443, apiserver_port: 6443 }}\n\
-             ssh: {{ user: root, key: {key} }}\n\
-             nodes:\n{nodes}\
-             {etcd}\n\
-             networking: {{ pod_cidr: 198.19.0.0/16, service_cidr: 198.18.128.0/20, cni: bridge, kube_proxy_mode: iptables }}\n\
-             packages: {{ source: bundle, bundle: bundle }}\n\
-             pki: {{ key_type: ecdsa-p256 }}\n\
-             {frontdoor}\n\
-             {NODE_SETTINGS}",
-            lab = self.variant.lab,
-            v = v.trim_start_matches('v'),
-            key = self.dir.path().join("id_ed25519").display(),
-        );
-        std::fs::write(&self.inventory, text).unwrap();
-    }
-
-    fn wait_sshd(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for (i, host) in self.topo.nodes.iter().enumerate() {
-            while !host
-                .ns
-                .exec(&["ss", "-Hltn", "sport = :22"])
-                .is_ok_and(|s| !s.trim().is_empty())
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "sshd on {} did not start: {}",
-                    name(i),
-                    std::fs::read_to_string(self.dir.path().join(name(i)).join("node.log"))
-                        .unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if !out.status.success() {
+            eprintln!(
+                "kubeha lab down {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
+    }
+}
+
+impl Lab {
+    fn reload(&mut self) {
+        self.state = KubeLabState::load(&self.dir).unwrap().expect("lab state");
     }
 
     /// `kubeha <args> -f inventory --known-hosts …` from the client namespace.
     fn kubeha(&self, args: &[&str]) -> Output {
-        let bin = assert_cmd::cargo::cargo_bin("kubeha");
-        self.topo
-            .client
-            .ns
-            .command(bin.to_str().unwrap())
-            .args(args)
-            .arg("-f")
-            .arg(&self.inventory)
-            .arg("--known-hosts")
-            .arg(&self.known_hosts)
+        self.state
+            .kubeha(&assert_cmd::cargo::cargo_bin("kubeha"), args)
             .output()
             .expect("kubeha runs")
     }
 
+    /// A command inside node `i`.
+    fn exec(&self, i: usize, argv: &[&str]) -> Result<String, String> {
+        let out = self.state.nodes[i]
+            .command(argv)
+            .map_err(|e| e.to_string())?
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// kubectl (the real one, from the bundle's binaries) from the client namespace with the
+    /// admin kubeconfig, whose server is the VIP: every call goes through the front door.
+    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        self.kubectl_at(None, args)
+    }
+
+    fn kubectl_at(&self, server: Option<&str>, args: &[&str]) -> Result<String, String> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.state.client])
+            .arg(self.state.binaries.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.state.kubeconfig)
+            .arg("--request-timeout=5s");
+        if let Some(s) = server {
+            c.args(["--server", s]);
+        }
+        let out = c.args(args).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// The last lines of a unit's log on node `i` (the systemctl shim keeps them).
     fn unit_log(&self, i: usize, unit: &str) -> String {
-        let text =
-            std::fs::read_to_string(self.nodes[i].path(&format!("/run/systemctl-shim/{unit}.log")))
-                .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
+        let text = self
+            .exec(
+                i,
+                &[
+                    "tail",
+                    "-n",
+                    "15",
+                    &format!("/run/systemctl-shim/{unit}.log"),
+                ],
+            )
+            .unwrap_or_else(|e| e);
+        text.trim_end().to_string()
     }
 
     fn diagnostics(&self) -> String {
-        let units: &[&str] = if self.variant.keepalived_haproxy {
-            &["kubelet", "haproxy", "keepalived"]
-        } else {
-            &["kubelet", "kubeha-frontdoor"]
-        };
+        let mut units = vec!["kubelet"];
+        units.extend(self.state.frontdoor.units());
         let mut out = String::new();
-        for i in 0..self.nodes.len() {
-            let addrs = self.nodes[i]
-                .exec(&["ip", "-br", "addr"])
-                .unwrap_or_default();
-            out.push_str(&format!("--- {} addresses:\n{addrs}", name(i)));
-            for unit in units {
+        for (i, n) in self.state.nodes.iter().enumerate() {
+            let addrs = self.exec(i, &["ip", "-br", "addr"]).unwrap_or_else(|e| e);
+            out.push_str(&format!("--- {} addresses:\n{addrs}", n.name));
+            for unit in &units {
                 out.push_str(&format!(
                     "--- {} {unit}:\n{}\n",
-                    name(i),
+                    n.name,
                     self.unit_log(i, unit)
                 ));
             }
@@ -282,12 +152,13 @@ impl Cluster {
         out
     }
 
-    /// kubectl (the real one, from the bundle) on master1 with the admin kubeconfig, which
-    /// names the VIP endpoint: every call goes through the front door.
-    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
-        let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
-        argv.extend(args);
-        self.nodes[0].exec(&argv).map_err(|e| e.to_string())
+    fn holders(&self) -> Vec<usize> {
+        (0..CONTROL_PLANES)
+            .filter(|&i| {
+                self.exec(i, &["ip", "-br", "addr"])
+                    .is_ok_and(|a| a.contains("198.18.0.10/"))
+            })
+            .collect()
     }
 }
 
@@ -341,6 +212,74 @@ fn root_up_keepalived_haproxy_external_etcd() {
     });
 }
 
+fn lab_up(bin: &Path, variant: Variant) -> Lab {
+    let tmp = tempfile::Builder::new()
+        .prefix("kubeha-lab-k8s-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().join("lab");
+    let workers = WORKERS.to_string();
+    let mut args = vec![
+        "lab",
+        "up",
+        "--kubernetes",
+        "--name",
+        variant.lab,
+        "--dir",
+        dir.to_str().unwrap(),
+        "--workers",
+        &workers,
+        "--binaries",
+        bin.to_str().unwrap(),
+    ];
+    if variant.keepalived_haproxy {
+        args.extend(["--frontdoor", "keepalived-haproxy"]);
+    }
+    if variant.external_etcd {
+        args.push("--external-etcd");
+    }
+    let started = Instant::now();
+    let out = kubeha(&args);
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The guard exists as soon as the state file does: a failed `up` is removed too.
+    let state = KubeLabState::load(&dir)
+        .unwrap()
+        .unwrap_or_else(|| panic!("lab up wrote no state:\n{text}"));
+    let lab = Lab {
+        name: variant.lab.to_string(),
+        dir,
+        state,
+        _tmp: tmp,
+    };
+    assert!(
+        out.status.success(),
+        "kubeha lab up --kubernetes failed:\n{text}\n{}",
+        lab.diagnostics()
+    );
+    eprintln!(
+        "{}: kubeha lab up --kubernetes (3 control-plane + 2 workers, real kubeadm): {took:?}",
+        variant.lab
+    );
+    // up's verify phase read the cluster through its API (kube-rs, from the client
+    // namespace, through the VIP) and ran the bundle's pause image on both workers.
+    let api_check = text
+        .lines()
+        .find(|l| l.contains("kubernetes through https://198.18.0.10:16443"))
+        .unwrap_or_else(|| panic!("no Kubernetes API check in:\n{text}"));
+    eprintln!("{}: {api_check}", variant.lab);
+    assert!(api_check.contains("5 of 5 nodes Ready"), "{api_check}");
+    assert!(
+        api_check.contains("Running on worker1") && api_check.contains("worker2 ("),
+        "{api_check}"
+    );
+    lab
+}
+
 fn up_real_ha_kubernetes(variant: Variant) {
     if testkit::skip_without_root("root_up_kubernetes") {
         return;
@@ -349,51 +288,13 @@ fn up_real_ha_kubernetes(variant: Variant) {
         return;
     };
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let v = version(&bin);
-    let cluster = Cluster::start(&bin, &v, variant);
+    let mut lab = lab_up(&bin, variant);
     let what = variant.lab;
 
-    let started = Instant::now();
-    let out = cluster.kubeha(&["up", "--output", "json"]);
-    let first_up = started.elapsed();
-    let r = report(&out);
-    assert!(
-        out.status.success() && count(&r, "failed") == 0,
-        "kubeha up failed:\n{}\nstderr: {}\n{}",
-        failures(&r),
-        String::from_utf8_lossy(&out.stderr),
-        cluster.diagnostics()
-    );
-    eprintln!("{what}: first kubeha up (3 control-plane + 2 workers, real kubeadm): {first_up:?}");
-    // up's verify phase read the cluster through its API (kube-rs, from the client
-    // namespace, through the VIP) and ran the bundle's pause image on both workers.
-    let api_check = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c.as_str())
-        .find(|c| c.starts_with("kubernetes through https://198.18.0.10:16443"))
-        .unwrap_or_else(|| panic!("no Kubernetes API check in {}", r["checks"]))
-        .to_string();
-    eprintln!("{what}: {api_check}");
-    assert!(api_check.contains("5 of 5 nodes Ready"), "{api_check}");
-    assert!(
-        api_check.contains("Running on worker1") && api_check.contains("worker2 ("),
-        "{api_check}"
-    );
-    for n in r["nodes"].as_array().unwrap() {
-        for s in n["steps"].as_array().unwrap() {
-            let id = s["id"].as_str().unwrap_or_default();
-            if id.starts_with("init/kubeadm") || id.contains("kubeadm-join") {
-                eprintln!("{what}: {} {id}: {} ms", n["name"], s["millis"]);
-            }
-        }
-    }
-
-    // Every node registered and Ready, read through the VIP.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let nodes = loop {
-        let listed = cluster
+    // Every node registered and Ready, read through the VIP by kubectl.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = lab
             .kubectl(&["get", "nodes", "-o", "json"])
             .unwrap_or_default();
         let ready: Vec<String> = serde_json::from_str::<Value>(&listed)
@@ -415,30 +316,26 @@ fn up_real_ha_kubernetes(variant: Variant) {
             })
             .collect();
         if ready.len() == CONTROL_PLANES + WORKERS {
-            break ready;
+            for n in &lab.state.nodes {
+                assert!(ready.contains(&n.name), "{ready:?}");
+            }
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "not every node Ready within 300 s (ready: {ready:?})\n{}\n{}",
-            cluster
-                .kubectl(&["get", "nodes", "-o", "wide"])
-                .unwrap_or_else(|e| e),
-            cluster.diagnostics()
+            "not every node Ready (ready: {ready:?})\n{}",
+            lab.diagnostics()
         );
         std::thread::sleep(Duration::from_secs(2));
-    };
-    for i in 0..CONTROL_PLANES + WORKERS {
-        assert!(nodes.contains(&name(i)), "{nodes:?}");
     }
-    let admin =
-        std::fs::read_to_string(cluster.nodes[0].path("/etc/kubernetes/admin.conf")).unwrap();
+    let admin = lab.exec(0, &["cat", "/etc/kubernetes/admin.conf"]).unwrap();
     assert!(
         admin.contains("server: https://198.18.0.10:16443"),
         "admin.conf must use the VIP:\n{admin}"
     );
     // Three apiservers as static pods kubeadm made; etcd as static pods too (stacked), or as
     // kubeha's units running the bundle's etcd 3.6 (external), three members either way.
-    let pods = cluster
+    let pods = lab
         .kubectl(&["-n", "kube-system", "get", "pods", "-o", "name"])
         .unwrap();
     let static_pods = |c: &str| {
@@ -447,168 +344,35 @@ fn up_real_ha_kubernetes(variant: Variant) {
             .count()
     };
     assert_eq!(static_pods("kube-apiserver"), CONTROL_PLANES, "{pods}");
-    let members = cluster.nodes[0]
-        .exec(&[
-            "etcdctl",
-            "--endpoints=https://127.0.0.1:2379",
-            "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-            "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-            "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-            "member",
-            "list",
-        ])
+    let members = lab
+        .exec(
+            0,
+            &[
+                "etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                "member",
+                "list",
+            ],
+        )
         .expect("etcdctl member list");
     assert_eq!(members.lines().count(), CONTROL_PLANES, "{members}");
-    if cluster.variant.external_etcd {
+    if variant.external_etcd {
         assert_eq!(static_pods("etcd"), 0, "{pods}");
-        let version = cluster.nodes[0].exec(&["etcd", "--version"]).unwrap();
+        let version = lab.exec(0, &["etcd", "--version"]).unwrap();
         assert!(version.contains("3.6."), "{version}");
     } else {
         assert_eq!(static_pods("etcd"), CONTROL_PLANES, "{pods}");
     }
 
-    // The pod network (cni: bridge) across nodes: CoreDNS pods (from the bundle's image) get
-    // addresses from their node's /24, and every other node reaches their health endpoint
-    // through kubeha's routes. (Their readiness waits for Services, which need kube-proxy's
-    // iptables; /health does not.)
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let coredns: Vec<(String, String)> = loop {
-        let listed = cluster
-            .kubectl(&[
-                "-n",
-                "kube-system",
-                "get",
-                "pods",
-                "-l",
-                "k8s-app=kube-dns",
-                "-o",
-                "jsonpath={range .items[*]}{.spec.nodeName} {.status.podIP} {.status.phase}{\"\\n\"}{end}",
-            ])
-            .unwrap_or_default();
-        let running: Vec<(String, String)> = listed
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() == 3 && f[2] == "Running").then(|| (f[0].to_string(), f[1].to_string()))
-            })
-            .collect();
-        if !running.is_empty() && running.len() == listed.lines().count() {
-            break running;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "CoreDNS pods not Running within 180 s:\n{listed}\n{}",
-            cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    };
-    for (pod_node, ip) in &coredns {
-        assert!(
-            ip.starts_with("198.19."),
-            "pod IP {ip} is not in the pod range"
-        );
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            if &name(i) == pod_node {
-                continue;
-            }
-            let url = format!("http://{ip}:8080/health");
-            let got = node
-                .exec(&["curl", "-sS", "--max-time", "3", &url])
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{} cannot reach CoreDNS on {pod_node} at {url}: {e}",
-                        name(i)
-                    )
-                });
-            assert_eq!(got.trim(), "OK", "{} -> {url}", name(i));
-        }
-    }
+    pod_network(&lab);
+    stopped_apiserver(&lab);
+    power_failure(&mut lab, variant);
 
-    // The front door meets a real apiserver that stops: the holder's kubelet removes its
-    // kube-apiserver (manifest moved away). kubeha's front door checks its own node's
-    // /readyz: the priority drops and the VIP and the traffic leave the node. The seeds'
-    // keepalived checks /readyz through the local haproxy, which still reaches the other
-    // apiservers, so there the VIP may stay and the traffic goes on through haproxy. Either
-    // way the VIP answers. Then the apiserver comes back.
-    let holder = || -> Vec<usize> {
-        (0..CONTROL_PLANES)
-            .filter(|&i| {
-                cluster.nodes[i]
-                    .exec(&["ip", "-br", "addr"])
-                    .is_ok_and(|a| a.contains("198.18.0.10/"))
-            })
-            .collect()
-    };
-    let before = holder();
-    assert_eq!(before.len(), 1, "one VIP holder: {before:?}");
-    let h = before[0];
-    let manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml";
-    let parked = "/etc/kubernetes/kube-apiserver.yaml.parked";
-    cluster.nodes[h].exec(&["mv", manifest, parked]).unwrap();
-    let stopped = Instant::now();
-    let deadline = stopped + Duration::from_secs(90);
-    let moved_to = loop {
-        let now = holder();
-        if now.len() == 1 && (now[0] != h || cluster.variant.keepalived_haproxy) {
-            break now[0];
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the VIP did not leave {} within 90 s of its apiserver stopping (holders {now:?})\n{}",
-            name(h),
-            cluster.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let left_after = stopped.elapsed();
-    // Through the VIP (kubectl on a node that still has an apiserver).
-    let ask = (0..CONTROL_PLANES).find(|&i| i != h).unwrap();
-    let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
-    argv.extend(["get", "--raw", "/readyz"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cluster.nodes[ask]
-        .exec(&argv)
-        .is_ok_and(|o| o.trim() == "ok")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the VIP does not answer after the move"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!(
-        "{what}: apiserver on {} stopped; VIP on {} after {left_after:?}",
-        name(h),
-        name(moved_to)
-    );
-    cluster.nodes[h].exec(&["mv", parked, manifest]).unwrap();
-    let direct = format!("https://{}:6443", node_address(h));
-    let mut argv = vec!["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf"];
-    argv.extend(["--server", &direct, "get", "--raw", "/readyz"]);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !cluster.nodes[ask]
-        .exec(&argv)
-        .is_ok_and(|o| o.trim() == "ok")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the apiserver on {} did not come back within 180 s",
-            name(h)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-
-    // A second run changes nothing.
-    let started = Instant::now();
-    let out = cluster.kubeha(&["up", "--output", "json"]);
-    let rerun = started.elapsed();
-    let r = report(&out);
-    assert!(out.status.success(), "re-run failed:\n{}", failures(&r));
-    assert_eq!(count(&r, "changed"), 0, "a re-run changed steps: {r}");
-    eprintln!("{what}: re-run: {rerun:?}");
-
-    // kubeha status: the API's view next to the nodes' own.
-    let out = cluster.kubeha(&["status", "--output", "json"]);
+    // kubeha status: the API's view next to the nodes' own, all green.
+    let out = lab.kubeha(&["status", "--output", "json"]);
     let st = report(&out);
     let k = &st["kubernetes"];
     assert_eq!(k["healthy"], true, "{st:#}");
@@ -635,4 +399,399 @@ fn up_real_ha_kubernetes(variant: Variant) {
         "{k:#}"
     );
     assert_eq!(st["healthy"], true, "{st:#}");
+    // And the lab's own status, its JSON contract.
+    let out = kubeha(&[
+        "lab",
+        "status",
+        "--name",
+        what,
+        "--dir",
+        lab.dir.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let ls = report(&out);
+    assert!(out.status.success(), "{ls:#}");
+    assert_eq!(ls["vip"], "198.18.0.10:16443", "{ls:#}");
+    assert_eq!(
+        ls["kubeconfig"].as_str(),
+        lab.state.kubeconfig.to_str(),
+        "{ls:#}"
+    );
+    let fd = if variant.keepalived_haproxy {
+        "keepalived-haproxy"
+    } else {
+        "builtin"
+    };
+    assert_eq!(ls["frontdoor"], fd, "{ls:#}");
+    let nodes = ls["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), CONTROL_PLANES + WORKERS, "{ls:#}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["ready"] == true && n["roles"].is_array() && n["name"].is_string()),
+        "{ls:#}"
+    );
+}
+
+/// The pod network (cni: bridge) across nodes: CoreDNS pods (from the bundle's image) get
+/// addresses from their node's /24, and every other node reaches their health endpoint through
+/// kubeha's routes. (Their readiness waits for Services, which need kube-proxy's iptables;
+/// /health does not.)
+fn pod_network(lab: &Lab) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let coredns: Vec<(String, String)> = loop {
+        let listed = lab
+            .kubectl(&[
+                "-n",
+                "kube-system",
+                "get",
+                "pods",
+                "-l",
+                "k8s-app=kube-dns",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName} {.status.podIP} {.status.phase}{\"\\n\"}{end}",
+            ])
+            .unwrap_or_default();
+        let running: Vec<(String, String)> = listed
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2] == "Running").then(|| (f[0].to_string(), f[1].to_string()))
+            })
+            .collect();
+        if !running.is_empty() && running.len() == listed.lines().count() {
+            break running;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "CoreDNS pods not Running within 180 s:\n{listed}\n{}",
+            lab.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    for (pod_node, ip) in &coredns {
+        assert!(
+            ip.starts_with("198.19."),
+            "pod IP {ip} is not in the pod range"
+        );
+        for (i, node) in lab.state.nodes.iter().enumerate() {
+            if &node.name == pod_node {
+                continue;
+            }
+            let url = format!("http://{ip}:8080/health");
+            let got = lab
+                .exec(i, &["curl", "-sS", "--max-time", "3", &url])
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{} cannot reach CoreDNS on {pod_node} at {url}: {e}",
+                        node.name
+                    )
+                });
+            assert_eq!(got.trim(), "OK", "{} -> {url}", node.name);
+        }
+    }
+}
+
+/// The front door meets a real apiserver that stops: the holder's kubelet removes its
+/// kube-apiserver (manifest moved away). kubeha's front door checks its own node's /readyz:
+/// the priority drops and the VIP and the traffic leave the node. The seeds' keepalived checks
+/// /readyz through the local haproxy, which still reaches the other apiservers, so there the
+/// VIP may stay and the traffic goes on through haproxy. Either way the VIP answers. Then the
+/// apiserver comes back.
+fn stopped_apiserver(lab: &Lab) {
+    let what = &lab.name;
+    let keepalived = lab.state.frontdoor == lab::kubernetes::Frontdoor::KeepalivedHaproxy;
+    let before = lab.holders();
+    assert_eq!(before.len(), 1, "one VIP holder: {before:?}");
+    let h = before[0];
+    let manifest = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+    let parked = "/etc/kubernetes/kube-apiserver.yaml.parked";
+    lab.exec(h, &["mv", manifest, parked]).unwrap();
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(90);
+    let moved_to = loop {
+        let now = lab.holders();
+        if now.len() == 1 && (now[0] != h || keepalived) {
+            break now[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VIP did not leave {} within 90 s of its apiserver stopping (holders {now:?})\n{}",
+            lab.state.nodes[h].name,
+            lab.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let left_after = stopped.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lab
+        .kubectl(&["get", "--raw", "/readyz"])
+        .is_ok_and(|o| o.trim() == "ok")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the VIP does not answer after the move"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "{what}: apiserver on {} stopped; VIP on {} after {left_after:?}",
+        lab.state.nodes[h].name, lab.state.nodes[moved_to].name
+    );
+    lab.exec(h, &["mv", parked, manifest]).unwrap();
+    let direct = format!("https://{}:6443", lab.state.nodes[h].address);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !lab
+        .kubectl_at(Some(&direct), &["get", "--raw", "/readyz"])
+        .is_ok_and(|o| o.trim() == "ok")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver on {} did not come back within 180 s",
+            lab.state.nodes[h].name
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// One request through the VIP: when it started and ended, whether it succeeded.
+#[derive(Clone, Copy)]
+struct Request {
+    start: Instant,
+    end: Instant,
+    ok: bool,
+}
+
+/// What the traffic saw: every request, and each value the watch delivered (when).
+#[derive(Default)]
+struct Seen {
+    writes: Vec<Request>,
+    reads: Vec<Request>,
+    /// GET /version: the front door and an apiserver, no etcd.
+    versions: Vec<Request>,
+    watched: Vec<(Instant, u64)>,
+}
+
+impl Seen {
+    /// How long after `fault` the first request started after it succeeded (the time a client
+    /// retrying at once would wait), and how many requests ending after it failed.
+    fn after(v: &[Request], fault: Instant) -> (Option<Duration>, usize) {
+        let back = v
+            .iter()
+            .find(|r| r.start >= fault && r.ok)
+            .map(|r| r.end - fault);
+        let failed = v.iter().filter(|r| r.end > fault && !r.ok).count();
+        (back, failed)
+    }
+}
+
+/// Writes (a ConfigMap's counter, every 50 ms), reads (GET of it) and a watch of it, all
+/// through the VIP with kube-rs, from the client namespace, until `stop`.
+fn traffic(
+    lab: &Lab,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Result<Seen, netns::Error>> {
+    use futures_util::StreamExt;
+    use kubeapi::k8s_openapi::api::core::v1::ConfigMap;
+    use kubeapi::kube::api::{Api, Patch, PatchParams, PostParams};
+    use kubeapi::kube::runtime::{WatchStreamExt, watcher};
+
+    let kubeconfig = lab.state.kubeconfig.clone();
+    netns::in_netns(&lab.state.client, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let connect = |t| {
+                let k = kubeconfig.clone();
+                async move {
+                    kubeapi::Cluster::connect(&k, None, Duration::from_millis(t))
+                        .await
+                        .unwrap()
+                }
+            };
+            let requests = connect(1000).await;
+            let cms: Api<ConfigMap> = Api::namespaced(requests.client().clone(), "default");
+            let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "seed002" }, "data": { "n": "0" }
+            }))
+            .unwrap();
+            let _ = cms.create(&PostParams::default(), &cm).await;
+            let watching = connect(3000).await;
+            let watched_api: Api<ConfigMap> = Api::namespaced(watching.client().clone(), "default");
+            let stop_w = stop.clone();
+            let watch = async move {
+                let mut seen = Vec::new();
+                let cfg = watcher::Config::default().fields("metadata.name=seed002");
+                let mut s = watcher(watched_api, cfg)
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
+                while !stop_w.load(Ordering::Relaxed) {
+                    match tokio::time::timeout(Duration::from_millis(200), s.next()).await {
+                        Ok(Some(Ok(cm))) => {
+                            let n = cm
+                                .data
+                                .and_then(|d| d.get("n").and_then(|n| n.parse().ok()))
+                                .unwrap_or(0);
+                            seen.push((Instant::now(), n));
+                        }
+                        Ok(None) => break,
+                        _ => {}
+                    }
+                }
+                seen
+            };
+            let load = async {
+                let mut seen = Seen::default();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let patch = serde_json::json!({ "data": { "n": n.to_string() } });
+                    let start = Instant::now();
+                    let w = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        cms.patch("seed002", &PatchParams::default(), &Patch::Merge(&patch)),
+                    )
+                    .await;
+                    let ok = matches!(w, Ok(Ok(_)));
+                    if ok {
+                        written.store(n, Ordering::Relaxed);
+                    }
+                    seen.writes.push(Request {
+                        start,
+                        end: Instant::now(),
+                        ok,
+                    });
+                    let start = Instant::now();
+                    let r = tokio::time::timeout(Duration::from_secs(1), cms.get("seed002")).await;
+                    seen.reads.push(Request {
+                        start,
+                        end: Instant::now(),
+                        ok: matches!(r, Ok(Ok(_))),
+                    });
+                    let start = Instant::now();
+                    let v = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        requests.client().apiserver_version(),
+                    )
+                    .await;
+                    seen.versions.push(Request {
+                        start,
+                        end: Instant::now(),
+                        ok: matches!(v, Ok(Ok(_))),
+                    });
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                seen
+            };
+            let (mut seen, watched) = tokio::join!(load, watch);
+            seen.watched = watched;
+            seen
+        })
+    })
+}
+
+/// Seed 002's test: the VIP holder loses its power (every process of it stopped at once, its
+/// link down) while requests and a watch run through the VIP. kubeha's front door answers
+/// again within 2 s; the seeds' keepalived (1 s adverts, the VIP moved after 3 missed) is
+/// measured the same way. The node is powered on and `kubeha up` brings it back: nothing to
+/// change, every check green.
+fn power_failure(lab: &mut Lab, variant: Variant) {
+    let what = variant.lab;
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let probe = traffic(lab, stop.clone(), written.clone());
+    // Bounded: 30 s for the traffic to get going.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while written.load(Ordering::Relaxed) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "no writes through the VIP before the fault"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The holder now, settled (after the stopped apiserver, a preempting node may take the
+    // VIP back): the same node twice, a second apart, bounded by 30 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let h = loop {
+        let a = lab.holders();
+        std::thread::sleep(Duration::from_secs(1));
+        let b = lab.holders();
+        if a.len() == 1 && a == b {
+            break a[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled VIP holder: {a:?} then {b:?}"
+        );
+    };
+    let before = written.load(Ordering::Relaxed);
+    // From the moment its link is down the node is gone for the others; then its processes die.
+    lab::kubernetes::cable(&lab.state, h, false).unwrap();
+    let fault = Instant::now();
+    power_off_node(&mut lab.state, h).unwrap();
+    std::thread::sleep(Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    let seen = probe.join().unwrap().unwrap();
+    let (read_back, reads_failed) = Seen::after(&seen.reads, fault);
+    let (write_back, writes_failed) = Seen::after(&seen.writes, fault);
+    let (version_back, versions_failed) = Seen::after(&seen.versions, fault);
+    let watch_back = seen
+        .watched
+        .iter()
+        .find(|(t, n)| *t > fault && *n > before + 1)
+        .map(|(t, _)| *t - fault);
+    eprintln!(
+        "{what}: power off {} (VIP holder): GET /version answers again after {version_back:?} ({versions_failed} failed), reads after {read_back:?} ({reads_failed} failed), writes after {write_back:?} ({writes_failed} failed), the watch delivers a new write after {watch_back:?}",
+        lab.state.nodes[h].name,
+    );
+    let read_back = read_back.unwrap_or_else(|| {
+        panic!(
+            "no read through the VIP succeeded in 15 s after {} lost power\n{}",
+            lab.state.nodes[h].name,
+            lab.diagnostics()
+        )
+    });
+    assert!(write_back.is_some(), "no write succeeded after the fault");
+    assert!(
+        watch_back.is_some(),
+        "the watch did not resume after the fault"
+    );
+    if !variant.keepalived_haproxy {
+        assert!(
+            read_back < Duration::from_secs(2),
+            "requests through kubeha's front door answered again only after {read_back:?}"
+        );
+    }
+
+    // Power back on (the units kubeha enabled start, as at boot), then `kubeha up`.
+    power_on(&mut lab.state, h).unwrap();
+    lab.reload();
+    let started = Instant::now();
+    let out = lab.kubeha(&["up", "--output", "json"]);
+    let took = started.elapsed();
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha up after the power cycle failed:\n{}\n{}",
+        failures(&r),
+        lab.diagnostics()
+    );
+    assert_eq!(count(&r, "changed"), 0, "a re-run changed steps: {r}");
+    assert!(
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().is_some_and(|c| c.contains("5 of 5 nodes Ready"))),
+        "{r}"
+    );
+    eprintln!(
+        "{what}: {} powered on; kubeha up (a re-run: 0 changed, every check green) in {took:?}",
+        lab.state.nodes[h].name
+    );
 }

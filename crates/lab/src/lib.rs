@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod drill;
+pub mod kubernetes;
 
 pub use netns::Error as LabError;
 pub use netns::{Host, Netns, Proc, Topology, is_root, topology};

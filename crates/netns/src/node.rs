@@ -237,10 +237,16 @@ pub struct Node {
 /// The setup the node's first process runs before it becomes `init` (kept in one place so the
 /// mount layout the module doc describes is the one made).
 fn setup_script(spec: &NodeSpec, shim: &Path) -> String {
-    let d = spec.state_dir.display();
+    // The state directory is reached through a bind mount on the node's /run made first: it
+    // may itself lie under /etc, /usr/local or /var/lib (the lab's default does), which the
+    // overlays below shadow, and an overlay's upper directory cannot be on an overlay.
+    let d = "/run/kubeha-node/state";
     let mut s = format!(
         "set -eu\n\
          hostname {name}\n\
+         mount -t tmpfs -o mode=755 tmpfs /run\n\
+         mkdir -p {d}\n\
+         mount --bind {state} {d}\n\
          for o in etc:/etc usrlocal:/usr/local varlib:/var/lib varlog:/var/log; do\n\
          \x20 n=${{o%%:*}}; p=${{o#*:}}\n\
          \x20 mkdir -p {d}/$n.up {d}/$n.work\n\
@@ -250,14 +256,14 @@ fn setup_script(spec: &NodeSpec, shim: &Path) -> String {
          \x20 mkdir -p {d}/$b /var/lib/$b\n\
          \x20 mount --bind {d}/$b /var/lib/$b\n\
          done\n\
-         mount -t tmpfs -o mode=755 tmpfs /run\n\
          mkdir -p /run/containerd /run/netns /run/systemctl-shim /run/kubeha-node/cgroup /run/lock\n\
          mount --rbind /sys/fs/cgroup /run/kubeha-node/cgroup\n\
          mount -t sysfs sysfs /sys\n\
          mount --rbind /run/kubeha-node/cgroup /sys/fs/cgroup\n\
          [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || {{ echo 'node: the cgroup mounts did not survive' >&2; exit 1; }}\n\
          echo {mid} > /etc/machine-id\n\
-         mount --bind {shim} /usr/bin/systemctl\n",
+         mount --bind {d}/{shim} /usr/bin/systemctl\n",
+        state = spec.state_dir.display(),
         name = spec.name,
         mid = spec.machine_id,
         shim = shim.display(),
@@ -296,8 +302,9 @@ impl Node {
         let cgroup = CgroupRoot::create(&spec.cgroup_root)?;
         let ready = spec.state_dir.join("node-ready");
         let _ = std::fs::remove_file(&ready);
-        let mut script = setup_script(&spec, &shim);
-        script.push_str(&format!("touch {}\n", ready.display()));
+        let mut script = setup_script(&spec, Path::new("systemctl"));
+        // Through the node's bind of the state directory: the host path may be shadowed.
+        script.push_str("touch /run/kubeha-node/state/node-ready\n");
         let init = if spec.init.is_empty() {
             vec!["sleep".to_string(), "infinity".to_string()]
         } else {
@@ -537,14 +544,15 @@ mod tests {
             init: vec![],
             log: None,
         };
-        let s = setup_script(&spec, Path::new("/x/systemctl"));
+        let s = setup_script(&spec, Path::new("systemctl"));
         for want in [
             "hostname cp1",
             "etc:/etc usrlocal:/usr/local varlib:/var/lib varlog:/var/log",
-            "mount --bind /var/lib/kubeha/lab/x/cp1/$b /var/lib/$b",
+            "mount --bind /var/lib/kubeha/lab/x/cp1 /run/kubeha-node/state",
+            "mount --bind /run/kubeha-node/state/$b /var/lib/$b",
             "mount -t sysfs sysfs /sys",
             "mount --rbind /run/kubeha-node/cgroup /sys/fs/cgroup",
-            "mount --bind /x/systemctl /usr/bin/systemctl",
+            "mount --bind /run/kubeha-node/state/systemctl /usr/bin/systemctl",
             "echo 4c4c4544-0000-1000-8000-000000000001 > /sys/class/dmi/id/product_uuid",
         ] {
             assert!(s.contains(want), "missing `{want}` in\n{s}");
