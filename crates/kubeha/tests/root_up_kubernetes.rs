@@ -432,6 +432,62 @@ fn up_real_ha_kubernetes(variant: Variant) {
             .all(|n| n["ready"] == true && n["roles"].is_array() && n["name"].is_string()),
         "{ls:#}"
     );
+
+    if !variant.keepalived_haproxy {
+        drill(&lab);
+    }
+}
+
+/// `kubeha lab drill` on the Kubernetes lab: ConfigMaps created through the VIP every 20 ms
+/// with kube-rs while the VIP holder's front door is killed, its apiserver killed, the whole
+/// node frozen and its cable pulled; every acknowledged ConfigMap is read back.
+fn drill(lab: &Lab) {
+    let json = lab.dir.parent().unwrap().join("drill.json");
+    let started = Instant::now();
+    let out = kubeha(&[
+        "lab",
+        "drill",
+        "--name",
+        &lab.name,
+        "--dir",
+        lab.dir.to_str().unwrap(),
+        "--cycles",
+        "4",
+        "--faults",
+        "kill,apiserver,pause,cable",
+        "--hold",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kubeha lab drill failed:\n{text}\n{}",
+        lab.diagnostics()
+    );
+    eprintln!("{}: drill in {:?}\n{text}", lab.name, started.elapsed());
+    let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["writes_lost"], 0, "{r:#}");
+    assert!(r["writes_acked"].as_u64().unwrap() > 100, "{r:#}");
+    let cycles = r["cycles"].as_array().unwrap();
+    let faults: Vec<&str> = cycles
+        .iter()
+        .map(|c| c["fault"].as_str().unwrap())
+        .collect();
+    assert_eq!(faults, ["kill", "apiserver", "pause", "cable"], "{r:#}");
+    for c in cycles {
+        assert!(c["failover_ms"].as_f64().unwrap() > 0.0, "{c:#}");
+        assert!(c["acked_writes"].as_u64().unwrap() > 0, "{c:#}");
+        assert_eq!(c["lost_objects"], 0, "{c:#}");
+    }
+    // The pulled cable cuts the holder off: another node takes the VIP.
+    let cable = &cycles[3];
+    assert_ne!(cable["new_holder"], cable["node"], "{cable:#}");
 }
 
 /// The pod network (cni: bridge) across nodes: CoreDNS pods (from the bundle's image) get

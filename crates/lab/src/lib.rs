@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod drill;
+pub mod kubedrill;
 pub mod kubernetes;
 
 pub use netns::Error as LabError;
