@@ -178,6 +178,13 @@ pub async fn verify(
     let deadline = Instant::now() + limits.nodes_ready;
     let ready = loop {
         let verdict = api.nodes().await.map(|n| judge_nodes(&t.nodes, &n));
+        if let Err(e) = &verdict
+            && e.to_string().contains("certificate")
+        {
+            return Err(format!(
+                "{vip} does not present a certificate the cluster CA signed ({e}): is the endpoint's port the apiservers' front door?"
+            ));
+        }
         match verdict {
             Ok(v) if v.all_ready() => break v,
             _ if Instant::now() >= deadline => {

@@ -29,6 +29,10 @@ pub struct UpArgs {
     /// Connect, read what each node has done, and print the steps that would run now
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave out a whole-cluster check (vip, etcd or kubernetes; repeat or comma-separate),
+    /// e.g. kubernetes when this machine cannot reach the VIP
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub skip_check: Vec<plan::ClusterCheck>,
     /// Limit for one step on one node
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub step_timeout: Duration,
@@ -101,6 +105,7 @@ pub fn run(args: UpArgs) -> u8 {
         masked: vec![prepared.bootstrap_token.clone()],
         log_dir: log_dir.clone(),
         kubeconfig: Some(prepared.kubeconfig.clone()),
+        skip_checks: args.skip_check.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -140,25 +140,11 @@ impl LabState {
     }
 
     pub fn load(dir: &Path) -> Result<Option<LabState>, LabError> {
-        match std::fs::read(Self::path(dir)) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                LabError::Invalid(format!(
-                    "{}: {e}; remove it by hand if it is not a kubeha lab",
-                    Self::path(dir).display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LabError::Spawn(Self::path(dir).display().to_string(), e)),
-        }
+        crate::state_file::load(&Self::path(dir))
     }
 
     pub fn save(&self) -> Result<(), LabError> {
-        let path = Self::path(&self.dir);
-        let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(self).expect("plain data");
-        std::fs::write(&tmp, body)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| LabError::Spawn(path.display().to_string(), e))
+        crate::state_file::save(&Self::path(&self.dir), self)
     }
 
     /// The etcdctl command line that works from the client namespace.
@@ -196,19 +182,7 @@ fn preflight(spec: &LabSpec) -> Result<(), LabError> {
             spec.nodes
         )));
     }
-    if spec.name.is_empty()
-        || spec.name.len() > 8
-        || !spec
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
-        return Err(LabError::Invalid(format!(
-            "--name {:?}: use 1-8 lowercase letters or digits",
-            spec.name
-        )));
-    }
-    Ok(())
+    crate::state_file::check_name(&spec.name)
 }
 
 fn namespace_names(name: &str, nodes: usize) -> (String, Vec<String>, String) {

@@ -288,16 +288,63 @@ impl Shared {
 }
 
 /// Whether the lab is steady: one VIP holder, the last 25 writes (half a second)
-/// acknowledged, and one acknowledged within the last 200 ms.
+/// acknowledged, one within the last 200 ms, and every control-plane node's etcd member and
+/// apiserver healthy again (a fault on the next holder must not meet a member still
+/// restarting from the last one: that would be two faults at once, and quorum gone).
 fn steady(state: &KubeLabState, shared: &Shared) -> Option<usize> {
     let holders = state.vip_holders();
     let recent = shared
         .now_ms()
         .saturating_sub(shared.last_ack_ms.load(Ordering::Relaxed))
         < 200;
-    (holders.len() == 1 && recent && shared.streak.load(Ordering::Relaxed) >= 25)
+    if holders.len() != 1 || !recent || shared.streak.load(Ordering::Relaxed) < 25 {
+        return None;
+    }
+    let all_healthy = state
+        .nodes
+        .iter()
+        .filter(|n| n.is_control_plane())
+        .all(control_plane_healthy);
+    all_healthy
         .then(|| state.nodes.iter().position(|n| n.name == holders[0]))
         .flatten()
+}
+
+/// The node's etcd member answers `/health` (with the node's health-check certificate) and its
+/// apiserver's `/readyz` is `ok`, asked inside the node.
+fn control_plane_healthy(node: &crate::kubernetes::LabNode) -> bool {
+    let ask = |argv: &[&str]| {
+        node.command(argv)
+            .ok()
+            .and_then(|mut c| c.output().ok())
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let pki = "/etc/kubernetes/pki/etcd";
+    let etcd = ask(&[
+        "curl",
+        "-s",
+        "--max-time",
+        "1",
+        "--cacert",
+        &format!("{pki}/ca.crt"),
+        "--cert",
+        &format!("{pki}/healthcheck-client.crt"),
+        "--key",
+        &format!("{pki}/healthcheck-client.key"),
+        &format!("https://{}:2379/health", node.address),
+    ]);
+    etcd.contains("\"health\":\"true\"")
+        && ask(&[
+            "curl",
+            "-sk",
+            "--max-time",
+            "1",
+            "https://127.0.0.1:6443/readyz",
+        ])
+        .trim()
+            == "ok"
 }
 
 fn wait_steady(state: &KubeLabState, shared: &Shared, limit: Duration) -> Result<usize, LabError> {
@@ -307,9 +354,11 @@ fn wait_steady(state: &KubeLabState, shared: &Shared, limit: Duration) -> Result
         if let Some(h) = steady(state, shared) {
             return Ok(h);
         }
+        // The health probes cost a few processes per node: not faster than this.
+        std::thread::sleep(Duration::from_millis(150));
         if Instant::now() > deadline {
             return Err(LabError::Invalid(format!(
-                "the lab was not steady within {} s (VIP holders {:?}, {} writes acknowledged in a row); `kubeha lab status` says more",
+                "the lab was not steady within {} s (VIP holders {:?}, {} writes acknowledged in a row, or an etcd member or apiserver not healthy); `kubeha lab status` says more",
                 limit.as_secs(),
                 state.vip_holders(),
                 shared.streak.load(Ordering::Relaxed)

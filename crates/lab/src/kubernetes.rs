@@ -168,27 +168,11 @@ impl KubeLabState {
     }
 
     pub fn load(dir: &Path) -> Result<Option<KubeLabState>, LabError> {
-        match std::fs::read(Self::path(dir)) {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                LabError::Invalid(format!(
-                    "{}: {e}; remove it by hand if it is not a kubeha lab",
-                    Self::path(dir).display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(LabError::Spawn(Self::path(dir).display().to_string(), e)),
-        }
+        crate::state_file::load(&Self::path(dir))
     }
 
     pub fn save(&self) -> Result<(), LabError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| LabError::Spawn(self.dir.display().to_string(), e))?;
-        let path = Self::path(&self.dir);
-        let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(self).expect("plain data");
-        std::fs::write(&tmp, body)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| LabError::Spawn(path.display().to_string(), e))
+        crate::state_file::save(&Self::path(&self.dir), self)
     }
 
     pub fn node(&self, name: &str) -> Result<&LabNode, LabError> {
@@ -258,18 +242,7 @@ fn preflight(spec: &KubeLabSpec) -> Result<(), LabError> {
             "kubeha lab needs root (namespaces, cgroups, mounts); run it with sudo".into(),
         ));
     }
-    if spec.name.is_empty()
-        || spec.name.len() > 8
-        || !spec
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
-        return Err(LabError::Invalid(format!(
-            "--name {:?}: use 1-8 lowercase letters or digits",
-            spec.name
-        )));
-    }
+    crate::state_file::check_name(&spec.name)?;
     if spec.workers > 6 {
         return Err(LabError::Invalid(format!(
             "--workers {}: use 0 to 6 (every node is a kubelet and a containerd on this machine)",

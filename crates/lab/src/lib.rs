@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod drill;
 pub mod kubedrill;
 pub mod kubernetes;
+pub mod state_file;
 
 pub use netns::Error as LabError;
 pub use netns::{Host, Netns, Proc, Topology, is_root, topology};

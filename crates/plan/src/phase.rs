@@ -53,6 +53,20 @@ pub enum ClusterCheck {
     Kubernetes,
 }
 
+impl std::str::FromStr for ClusterCheck {
+    type Err = String;
+
+    /// The short names `--skip-check` takes (`cross-node` cannot be skipped).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "vip" => Ok(ClusterCheck::VipHeldOnce),
+            "etcd" => Ok(ClusterCheck::EtcdHealthy),
+            "kubernetes" => Ok(ClusterCheck::Kubernetes),
+            _ => Err(format!("{s}: use vip, etcd or kubernetes")),
+        }
+    }
+}
+
 impl ClusterCheck {
     /// What `kubeha plan` says the check does.
     pub fn description(&self) -> &'static str {

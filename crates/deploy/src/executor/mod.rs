@@ -43,6 +43,8 @@ pub struct Options {
     /// The admin kubeconfig the verify phase reads the API with (from this machine, through
     /// the VIP). `None` leaves the Kubernetes check out.
     pub kubeconfig: Option<PathBuf>,
+    /// Whole-cluster checks not to run (`--skip-check`), each said in the report's warnings.
+    pub skip_checks: Vec<plan::ClusterCheck>,
 }
 
 /// What the progress display is told.
@@ -124,6 +126,12 @@ pub async fn execute(
                 && (nodes.iter().any(NodeRun::blocks_cluster)
                     || (!phase.policy().checks_always && !active))
             {
+                continue;
+            }
+            if opts.skip_checks.contains(&check) {
+                run.warnings.push(format!(
+                    "check {check} after the {phase} phase skipped (--skip-check)"
+                ));
                 continue;
             }
             let c = checks::run(check, &nodes, plan, phase, opts).await;

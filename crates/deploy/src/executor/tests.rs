@@ -127,6 +127,7 @@ impl Bed {
             masked: Vec::new(),
             log_dir: self.logs.path().to_path_buf(),
             kubeconfig: None,
+            skip_checks: Vec::new(),
         }
     }
 
