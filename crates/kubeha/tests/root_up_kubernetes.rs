@@ -10,9 +10,9 @@
 //! setting (`lab::kubernetes::NODE_NAMESPACE_SETTINGS`), never a test-only path in kubeha.
 //!
 //! Then the seeds' failover test (seed 002), automated: with writes and a watch running
-//! through the VIP, the VIP holder loses its power; the requests answer again, the watch
-//! resumes, and after the node is powered on `kubeha up` finds nothing to change and every
-//! check green.
+//! through the VIP, the VIP holder loses its power; requests answer again (GET /version within
+//! 2 s with kubeha's front door), writes and the watch resume, and after the node is powered
+//! on `kubeha up` finds nothing to change and every check green.
 
 mod k8s;
 
@@ -817,10 +817,15 @@ fn power_failure(lab: &mut Lab, variant: Variant) {
         watch_back.is_some(),
         "the watch did not resume after the fault"
     );
+    // The front door's promise: a request that needs only it and a live apiserver (GET
+    // /version) answers again within 2 s. Reads and writes also need etcd's quorum, which
+    // elects a new leader first when the dead node led it (kubeadm's etcd: 1 s election
+    // timeout); they are measured, not held to the front door's number.
     if !variant.keepalived_haproxy {
+        let version_back = version_back.expect("GET /version answered after the fault");
         assert!(
-            read_back < Duration::from_secs(2),
-            "requests through kubeha's front door answered again only after {read_back:?}"
+            version_back < Duration::from_secs(2),
+            "requests through kubeha's front door answered again only after {version_back:?}"
         );
     }
 
