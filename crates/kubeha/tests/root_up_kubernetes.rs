@@ -805,13 +805,12 @@ fn power_failure(lab: &mut Lab, variant: Variant) {
         "{what}: power off {} (VIP holder): GET /version answers again after {version_back:?} ({versions_failed} failed), reads after {read_back:?} ({reads_failed} failed), writes after {write_back:?} ({writes_failed} failed), the watch delivers a new write after {watch_back:?}",
         lab.state.nodes[h].name,
     );
-    let read_back = read_back.unwrap_or_else(|| {
-        panic!(
-            "no read through the VIP succeeded in 15 s after {} lost power\n{}",
-            lab.state.nodes[h].name,
-            lab.diagnostics()
-        )
-    });
+    assert!(
+        read_back.is_some(),
+        "no read through the VIP succeeded in 15 s after {} lost power\n{}",
+        lab.state.nodes[h].name,
+        lab.diagnostics()
+    );
     assert!(write_back.is_some(), "no write succeeded after the fault");
     assert!(
         watch_back.is_some(),
