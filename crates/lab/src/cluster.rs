@@ -614,13 +614,7 @@ pub fn down(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<bool, LabError> {
         }
     }
     state.save()?;
-    let present = list()?;
-    for ns in state.namespaces.iter().filter(|n| present.contains(n)) {
-        Netns::adopt(ns).destroy()?;
-        log(&format!("deleted namespace {ns}"));
-    }
-    std::fs::remove_dir_all(dir).map_err(|e| LabError::Spawn(dir.display().to_string(), e))?;
-    log(&format!("removed {}", dir.display()));
+    crate::state_file::remove_namespaces_and_dir(&state.namespaces, dir, log)?;
     Ok(true)
 }
 

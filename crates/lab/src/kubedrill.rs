@@ -147,14 +147,6 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The numbers, from what was recorded: writes, watch events, the cycles as driven, the
 /// sequence numbers found at the end.
 pub fn account(
@@ -219,11 +211,11 @@ pub fn summarize(cycles: &[KubeCycle]) -> Vec<KubeFaultSummary> {
         if of.is_empty() {
             continue;
         }
-        let mut failover: Vec<f64> = of.iter().map(|c| c.failover_ms).collect();
+        let failover: Vec<f64> = of.iter().map(|c| c.failover_ms).collect();
         out.push(KubeFaultSummary {
             fault: f,
             cycles: of.len(),
-            failover_ms_median: median(&mut failover),
+            failover_ms_median: crate::drill::account::median(&failover),
             failover_ms_max: failover.iter().copied().fold(0.0, f64::max),
             watch_gap_ms_max: of.iter().map(|c| c.watch_gap_ms).fold(0.0, f64::max),
             failed_writes: of.iter().map(|c| c.failed_writes).sum(),

@@ -218,11 +218,7 @@ impl KubeLabState {
         self.nodes
             .iter()
             .filter(|n| n.is_control_plane())
-            .filter(|n| {
-                Netns::existing(&n.namespace)
-                    .exec(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
-                    .is_ok_and(|s| s.contains(&format!(" {VIP}/")))
-            })
+            .filter(|n| crate::cluster::vip_on(&n.namespace))
             .map(|n| n.name.clone())
             .collect()
     }
@@ -662,13 +658,7 @@ pub fn down(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<bool, LabError> {
             n.name, n.cgroup_root
         ));
     }
-    let present = list()?;
-    for ns in state.namespaces.iter().filter(|n| present.contains(n)) {
-        Netns::adopt(ns).destroy()?;
-        log(&format!("deleted namespace {ns}"));
-    }
-    std::fs::remove_dir_all(dir).map_err(|e| LabError::Spawn(dir.display().to_string(), e))?;
-    log(&format!("removed {}", dir.display()));
+    crate::state_file::remove_namespaces_and_dir(&state.namespaces, dir, log)?;
     Ok(true)
 }
 

@@ -33,6 +33,23 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), LabError> {
         .map_err(|e| LabError::Spawn(path.display().to_string(), e))
 }
 
+/// The last of a lab's `down`: its namespaces that still exist, then its directory (state
+/// file included).
+pub fn remove_namespaces_and_dir(
+    namespaces: &[String],
+    dir: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), LabError> {
+    let present = crate::netns::list()?;
+    for ns in namespaces.iter().filter(|n| present.contains(n)) {
+        crate::netns::Netns::adopt(ns).destroy()?;
+        log(&format!("deleted namespace {ns}"));
+    }
+    std::fs::remove_dir_all(dir).map_err(|e| LabError::Spawn(dir.display().to_string(), e))?;
+    log(&format!("removed {}", dir.display()));
+    Ok(())
+}
+
 /// A lab name: 1-8 lowercase letters or digits (namespace and interface names are built on it).
 pub fn check_name(name: &str) -> Result<(), LabError> {
     let ok = !name.is_empty()
