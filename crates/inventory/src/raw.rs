@@ -73,6 +73,10 @@ pub(crate) struct RawInventory {
     pub pki: Option<S<RawPki>>,
     #[serde(default)]
     pub packages: Option<S<RawPackages>>,
+    /// Which names go in every node's /etc/hosts: `all` (every node, the default),
+    /// `control-plane` (control-plane and etcd nodes) or `none` (only `endpoint.dns_name`).
+    #[serde(default)]
+    pub hosts: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

@@ -24,6 +24,31 @@ pub struct Inventory {
     pub kubeadm: Kubeadm,
     pub pki: PkiSettings,
     pub packages: Packages,
+    pub hosts: HostsEntries,
+}
+
+/// Which names kubeha writes into every node's /etc/hosts (between its markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostsEntries {
+    /// Every node's name, and `endpoint.dns_name`: the seeds' way; 5,000 lines at 5,000 nodes.
+    All,
+    /// Control-plane and etcd nodes, and `endpoint.dns_name`: workers are found by DNS or
+    /// not at all (the kubelet registers by address).
+    ControlPlane,
+    /// Only `endpoint.dns_name`, if set: names come from DNS.
+    None,
+}
+
+impl HostsEntries {
+    /// Whether a node with `roles` gets a line.
+    pub fn lists(self, roles: Roles) -> bool {
+        match self {
+            HostsEntries::All => true,
+            HostsEntries::ControlPlane => roles.control_plane || roles.etcd,
+            HostsEntries::None => false,
+        }
+    }
 }
 
 /// Where kubelet, kubeadm and kubectl come from.

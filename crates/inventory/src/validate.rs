@@ -29,6 +29,18 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
     let kubeadm = kubeadm(raw.kubeadm.as_ref(), cluster.as_ref(), sink);
     let pki = pki(raw.pki.as_ref(), sink);
     let packages = packages(raw.packages.as_ref(), sink);
+    let hosts = raw.hosts.as_ref().map_or(Some(HostsEntries::All), |s| {
+        one_of(
+            s,
+            "hosts",
+            &[
+                ("all", HostsEntries::All),
+                ("control-plane", HostsEntries::ControlPlane),
+                ("none", HostsEntries::None),
+            ],
+            sink,
+        )
+    });
     let endpoint = endpoint(endpoint_raw, &nodes, sink);
 
     // Cross-field checks need the parsed parts; each only runs when its inputs parsed.
@@ -59,6 +71,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
         kubeadm: kubeadm?,
         pki: pki?,
         packages: packages?,
+        hosts: hosts?,
     };
     assign_priorities(&mut inv);
     Some(inv)

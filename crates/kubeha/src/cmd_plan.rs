@@ -52,13 +52,15 @@ pub fn run(args: PlanArgs) -> u8 {
             }
         }
     }
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and 5,000 nodes are tens of megabytes of JSON.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let res = match args.output {
-        Format::Json => serde_json::to_writer_pretty(&mut out, &plan.to_json())
+        Format::Json => serde_json::to_writer_pretty(&mut out, &plan.json())
             .map_err(std::io::Error::other)
             .and_then(|_| writeln!(out)),
         Format::Text => print_text(&mut out, &plan),
-    };
+    }
+    .and_then(|_| out.flush());
     // A closed pipe (plan | head) is not an error worth a message.
     match res {
         Ok(()) => 0,

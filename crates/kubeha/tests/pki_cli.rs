@@ -155,7 +155,7 @@ fn issue_from_the_inventory_and_plan_carries_the_certificates() {
         (
             key["mode"].as_str(),
             key["sensitive"].as_bool(),
-            key["contents"].is_null()
+            v["contents"].get(key["sha256"].as_str().unwrap()).is_none()
         ),
         (Some("0600"), Some(true), true)
     );

@@ -205,7 +205,27 @@ fn json_plan_has_nodes_steps_and_redacted_secrets() {
         .find(|a| a["path"] == "/etc/kubeha/kubeadm-init.yaml")
         .unwrap();
     assert_eq!(init["sensitive"], true);
-    assert!(init["contents"].is_null(), "secrets are never printed");
+    let digest = init["sha256"].as_str().unwrap();
+    assert!(
+        v["contents"].get(digest).is_none() && init.get("contents").is_none(),
+        "secrets are never printed"
+    );
+    // Shown contents are named once, by digest: the hosts block every node gets is one entry.
+    let hosts: Vec<&str> = nodes
+        .iter()
+        .map(|n| {
+            n["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["path"] == "/etc/kubeha/hosts.block")
+                .and_then(|a| a["sha256"].as_str())
+                .unwrap()
+        })
+        .collect();
+    assert!(hosts.iter().all(|h| *h == hosts[0]));
+    let block = v["contents"][hosts[0]].as_str().unwrap();
+    assert!(block.contains("k8s-api.prod.internal"), "{block}");
     assert_eq!(init["mode"], "0600");
     let steps: Vec<&str> = m1["steps"]
         .as_array()

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use inventory::{FrontdoorKind, Inventory};
 
 use crate::steps;
-use crate::{Artifact, NodePlan, Plan};
+use crate::{Artifact, Contents, NodePlan, Plan};
 
 /// What the Plan needs besides the inventory, injected so building stays pure.
 #[derive(Debug, Clone)]
@@ -89,11 +89,14 @@ impl Inputs {
 }
 
 pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
+    let renderer = render::Renderer::new(inv, &inputs.render);
+    let first_control_plane = &inv.first_control_plane().name;
+    let mut contents = Contents::default();
     let nodes = inv
         .nodes
         .iter()
         .map(|node| {
-            let mut artifacts = render::node_artifacts(inv, node, &inputs.render);
+            let mut artifacts = renderer.node_artifacts(node);
             let pki_files: Vec<Artifact> = inputs
                 .pki
                 .as_ref()
@@ -122,7 +125,7 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
                     purpose: "kubeha itself (this binary): runs the front door".to_string(),
                 });
             }
-            if node.roles.control_plane && node.name == inv.first_control_plane().name {
+            if node.roles.control_plane && &node.name == first_control_plane {
                 artifacts.push(Artifact {
                     path: render::paths::JOIN_TOKEN.to_string(),
                     mode: 0o600,
@@ -131,6 +134,9 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
                     sensitive: true,
                     purpose: "this run's bootstrap token for kubeadm joins".to_string(),
                 });
+            }
+            for a in &mut artifacts {
+                a.contents = contents.intern(&a.contents).1;
             }
             let steps = steps::for_node(inv, node, &artifacts, &pki_paths, &inputs.bundle);
             NodePlan {
@@ -156,5 +162,6 @@ pub fn build(inv: &Inventory, inputs: &Inputs) -> Plan {
         apiserver_port: inv.endpoint.apiserver_port,
         sandbox_image: render::containerd::sandbox_image(inv),
         nodes,
+        contents,
     }
 }

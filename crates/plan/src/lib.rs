@@ -2,7 +2,9 @@
 //! prints a Plan; `kubeha up` executes the same value. Building it is pure.
 
 mod build;
+pub mod contents;
 pub mod facts;
+mod json;
 pub mod load;
 mod phase;
 pub mod pki;
@@ -15,6 +17,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 pub use build::{Bundle, BundleFile, BundleImage, Inputs, KubehaBundle, build};
+pub use contents::{Contents, Digest};
 pub use inventory::{EtcdTopology, FrontdoorKind, Roles};
 pub use phase::{ClusterCheck, Phase, Policy, Rollout};
 pub use render::Artifact;
@@ -114,6 +117,8 @@ pub struct Plan {
     /// since an offline node has it.
     pub sandbox_image: String,
     pub nodes: Vec<NodePlan>,
+    /// Every distinct file content of the plan, once; the nodes' artifacts share these.
+    pub contents: Contents,
 }
 
 impl Plan {
@@ -154,60 +159,18 @@ impl Plan {
         self.nodes.iter().map(|n| n.artifacts.len()).sum()
     }
 
-    /// The plan as JSON for scripts. Sensitive artifacts carry their digest and size, never
-    /// their bytes.
+    /// The plan as JSON for scripts: see [`Plan::json`].
     pub fn to_json(&self) -> serde_json::Value {
-        let nodes: Vec<serde_json::Value> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let artifacts: Vec<serde_json::Value> = n
-                    .artifacts
-                    .iter()
-                    .map(|a| {
-                        let digest =
-                            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&a.contents));
-                        // Secrets and binaries (kubeha itself) are shown by digest only.
-                        let contents = match std::str::from_utf8(&a.contents) {
-                            Ok(text) if !a.sensitive => serde_json::Value::String(text.into()),
-                            _ => serde_json::Value::Null,
-                        };
-                        serde_json::json!({
-                            "path": a.path,
-                            "mode": format!("{:04o}", a.mode),
-                            "owner": a.owner,
-                            "size": a.contents.len(),
-                            "sha256": digest,
-                            "sensitive": a.sensitive,
-                            "purpose": a.purpose,
-                            "contents": contents,
-                        })
-                    })
-                    .collect();
-                serde_json::json!({
-                    "name": n.name,
-                    "address": n.address,
-                    "roles": n.roles.names(),
-                    "steps": n.steps,
-                    "artifacts": artifacts,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "cluster": self.cluster,
-            "kubernetes_version": self.kubernetes_version,
-            "endpoint": self.endpoint,
-            "vip": self.vip,
-            "frontdoor": self.frontdoor,
-            "etcd_topology": self.etcd_topology,
-            "pki_pending": self.pki_pending,
-            "apiserver_port": self.apiserver_port,
-            "sandbox_image": self.sandbox_image,
-            "checks": Phase::ALL.iter().flat_map(|p| p.policy().checks.iter().map(move |c| serde_json::json!({
-                "after": p, "check": c, "description": c.description(),
-            }))).collect::<Vec<_>>(),
-            "nodes": nodes,
-        })
+        serde_json::to_value(self.json()).expect("a plan is plain JSON")
+    }
+
+    /// The plan as JSON for scripts, serialized as it is written (no tree of values first:
+    /// 5,000 nodes are tens of megabytes). Each artifact names its contents by SHA-256; the
+    /// text of every distinct content is under `contents`, once, however many nodes get it.
+    /// Sensitive artifacts and binaries (kubeha itself) carry their digest and size, never
+    /// their bytes.
+    pub fn json(&self) -> impl Serialize + '_ {
+        json::PlanJson::new(self)
     }
 
     /// Nodes grouped by identical step lists, for a compact listing of many similar nodes.

@@ -2,22 +2,15 @@
 //! of the pod range (by its place in the inventory); pods reach other nodes' pods through plain
 //! routes via those nodes' addresses, which a small oneshot unit puts back at boot.
 
-use inventory::{Inventory, Node};
+use inventory::Inventory;
 
 use crate::{Artifact, paths};
 
-/// The node's place in the inventory (its /24 of the pod range).
-fn index(inv: &Inventory, node: &Node) -> usize {
-    inv.nodes
-        .iter()
-        .position(|n| n.name == node.name)
-        .expect("the node is one of the inventory's")
-}
-
-pub fn bridge_conflist(inv: &Inventory, node: &Node) -> Artifact {
+/// The bridge network of the node at `index` in the inventory (its /24 of the pod range).
+pub fn bridge_conflist(inv: &Inventory, index: usize) -> Artifact {
     let subnet = inv
         .networking
-        .node_pod_subnet(index(inv, node))
+        .node_pod_subnet(index)
         .expect("validation leaves a /24 per node");
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
@@ -47,25 +40,29 @@ pub fn bridge_conflist(inv: &Inventory, node: &Node) -> Artifact {
     )
 }
 
-/// `ip route replace` for every other node's /24 via that node; idempotent, run by the step
-/// and at boot by `kubeha-pod-routes.service`.
-pub fn routes_script(inv: &Inventory, node: &Node) -> Artifact {
+/// Routes to every node's /24 via that node, fed to one `ip -batch`; idempotent (`route
+/// replace`), run by the step and at boot by `kubeha-pod-routes.service`. The same file on
+/// every node, so a cluster of n nodes renders it once, not n times: a node skips the line of
+/// its own address.
+pub fn routes_script(inv: &Inventory) -> Artifact {
     let mut s = String::from(
-        "#!/bin/sh\n# kubeha: routes to the other nodes' pod subnets (cni: bridge)\nset -e\n",
+        "#!/bin/sh
+# kubeha: routes to the other nodes' pod subnets (cni: bridge). One line per node: its /24,
+# its address, its name. The same file on every node: a node skips its own line.
+set -e
+own=$(ip -o -4 addr show | awk '{ sub(\"/.*\", \"\", $4); printf \"%s \", $4 }')
+awk -v own=\"$own\" 'BEGIN { n = split(own, a, \" \"); for (i = 1; i <= n; i++) mine[a[i]] = 1 }
+  NF >= 2 && !($2 in mine) { print \"route replace \" $1 \" via \" $2 }' <<'ROUTES' | ip -batch -
+",
     );
-    for (i, other) in inv.nodes.iter().enumerate() {
-        if other.name == node.name {
-            continue;
-        }
+    for (i, node) in inv.nodes.iter().enumerate() {
         let subnet = inv
             .networking
             .node_pod_subnet(i)
             .expect("validation leaves a /24 per node");
-        s.push_str(&format!(
-            "ip route replace {subnet} via {} # {}\n",
-            other.address, other.name
-        ));
+        s.push_str(&format!("{subnet} {} {}\n", node.address, node.name));
     }
+    s.push_str("ROUTES\n");
     Artifact::text(
         paths::POD_ROUTES_SCRIPT,
         0o755,

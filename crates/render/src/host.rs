@@ -22,7 +22,7 @@ pub fn hosts_block(inv: &Inventory) -> Artifact {
     if let Some(name) = &inv.endpoint.dns_name {
         s.push_str(&format!("{} {name}\n", inv.endpoint.vip));
     }
-    for n in &inv.nodes {
+    for n in inv.nodes.iter().filter(|n| inv.hosts.lists(n.roles)) {
         s.push_str(&format!("{} {}\n", n.address, n.name));
     }
     s.push_str(&format!("{end}\n"));

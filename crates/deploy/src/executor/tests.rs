@@ -84,6 +84,7 @@ fn three_and_two() -> Plan {
         nodes.push(node(&format!("w{i}"), 3 + i, worker, steps));
     }
     Plan {
+        contents: Default::default(),
         cluster: "test".into(),
         kubernetes_version: "1.34.0".into(),
         endpoint: "198.18.0.10:16443".into(),
