@@ -100,6 +100,10 @@ pub struct FrontdoorConfig {
     /// Open sessions at most.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Close a backend's open sessions when it leaves rotation, so watches move to a healthy
+    /// apiserver (haproxy's `on-marked-down shutdown-sessions`). Default true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_sessions_on_down: Option<bool>,
 }
 
 impl FrontdoorConfig {
@@ -136,6 +140,7 @@ impl FrontdoorConfig {
             connect_timeout: None,
             idle_timeout: None,
             max_connections: None,
+            close_sessions_on_down: None,
         }
     }
 
@@ -162,6 +167,9 @@ impl FrontdoorConfig {
     }
     pub fn max_connections(&self) -> usize {
         self.max_connections.unwrap_or(defaults::MAX_CONNECTIONS)
+    }
+    pub fn close_sessions_on_down(&self) -> bool {
+        self.close_sessions_on_down.unwrap_or(true)
     }
 
     /// The file as YAML (no header comment).

@@ -53,6 +53,8 @@ struct Raw {
     idle_timeout: Option<S<String>>,
     #[serde(default)]
     max_connections: Option<S<usize>>,
+    #[serde(default)]
+    close_sessions_on_down: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +397,10 @@ impl Checker<'_> {
                 .max_connections
                 .as_ref()
                 .map(|m| *self.at("max_connections", m)),
+            close_sessions_on_down: raw
+                .close_sessions_on_down
+                .as_ref()
+                .map(|c| *self.at("close_sessions_on_down", c)),
         })
     }
 

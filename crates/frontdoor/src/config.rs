@@ -105,6 +105,7 @@ pub fn resolve(p: &Parsed) -> Result<DaemonConfig, ConfigError> {
         idle_timeout: c.idle_timeout(),
         max_connections: c.max_connections(),
         drain_timeout: c.drain_timeout(),
+        close_sessions_on_down: c.close_sessions_on_down(),
         ..ProxyConfig::default()
     };
     Ok(DaemonConfig {

@@ -15,6 +15,7 @@
 //! | `bytes_out_total` (backend to client) | counter | |
 //! | `no_backend_total` (client closed: no backend reachable) | counter | |
 //! | `idle_timeouts_total` | counter | |
+//! | `sessions_closed_backend_down_total` (open sessions closed when their backend left rotation) | counter | |
 //! | `backends_healthy` | gauge | |
 //! | `backend_up` | gauge | `backend` |
 //! | `backend_connections_active` | gauge | `backend` |
@@ -90,6 +91,8 @@ pub struct Metrics {
     pub no_backend: Counter,
     /// Sessions closed by the idle timeout.
     pub idle_timeouts: Counter,
+    /// Open sessions closed because their backend left rotation (`close_sessions_on_down`).
+    pub closed_backend_down: Counter,
     /// Backends currently in rotation.
     pub healthy: Gauge,
     /// Per-backend handles, index-aligned with the backend list.
@@ -106,6 +109,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let no_backend = Counter::default();
         let idle_timeouts = Counter::default();
+        let closed_backend_down = Counter::default();
         let healthy = Gauge::default();
         registry.register(
             "connections",
@@ -136,6 +140,11 @@ impl Metrics {
             "idle_timeouts",
             "Sessions closed by the idle timeout",
             idle_timeouts.clone(),
+        );
+        registry.register(
+            "sessions_closed_backend_down",
+            "Open sessions closed because their backend left rotation",
+            closed_backend_down.clone(),
         );
         registry.register("backends_healthy", "Backends in rotation", healthy.clone());
 
@@ -195,6 +204,7 @@ impl Metrics {
             bytes_out,
             no_backend,
             idle_timeouts,
+            closed_backend_down,
             healthy,
             backends: per,
         }

@@ -191,6 +191,9 @@ pub struct Pool {
     states: Mutex<Vec<HealthState>>,
     local: Option<usize>,
     summary: watch::Sender<HealthSummary>,
+    /// Per backend, how many times it left rotation: open sessions to it watch this to close
+    /// themselves (haproxy's `on-marked-down shutdown-sessions`).
+    downs: Vec<watch::Sender<u64>>,
     metrics: Metrics,
 }
 
@@ -216,6 +219,7 @@ impl Pool {
         }
         metrics.healthy.set(addrs.len() as i64);
         let states = vec![HealthState::new(); addrs.len()];
+        let downs = (0..addrs.len()).map(|_| watch::Sender::new(0)).collect();
         let summary = HealthSummary {
             total: addrs.len(),
             healthy: addrs.len(),
@@ -228,6 +232,7 @@ impl Pool {
             states: Mutex::new(states),
             local: None,
             summary: watch::Sender::new(summary),
+            downs,
             metrics,
         }
     }
@@ -286,6 +291,12 @@ impl Pool {
     /// A receiver that is notified at once on every change of the summary.
     pub fn subscribe(&self) -> watch::Receiver<HealthSummary> {
         self.summary.subscribe()
+    }
+
+    /// Notified each time backend `idx` leaves rotation from now on (marked down by its
+    /// checks or ejected after a failed connect).
+    pub fn down_events(&self, idx: usize) -> watch::Receiver<u64> {
+        self.downs[idx].subscribe()
     }
 
     /// Picks a healthy backend not in `skip` (lock-free: atomics only).
@@ -347,6 +358,7 @@ impl Pool {
             Some(Transition::Down) => {
                 m.up.set(0);
                 m.ejections.inc();
+                self.downs[idx].send_modify(|n| *n += 1);
                 tracing::warn!(backend = %self.addrs[idx], "backend down");
             }
             None => {}

@@ -19,7 +19,12 @@
 //!    or on Linux with `splice` ([`ProxyConfig::splice`]) once a direction carries bulk data.
 //!    Half-close passes through: EOF from one side becomes `shutdown(Write)` on the other
 //!    and the other direction keeps flowing; the session ends when both directions are done.
-//!    A session with no bytes in either direction for `idle_timeout` is closed.
+//!    A session with no bytes in either direction for `idle_timeout` is closed. With
+//!    `close_sessions_on_down` (the default), a session is closed as soon as its backend
+//!    leaves rotation (failed checks or a failed connect): a Kubernetes watch on an apiserver
+//!    that went unready then reconnects, through the proxy, to a healthy one instead of
+//!    waiting on a backend that no longer serves (haproxy's `on-marked-down
+//!    shutdown-sessions`).
 //! 4. **Drain.** When `shutdown` is cancelled the listener is closed at once (new connects
 //!    are refused), open sessions continue for up to `drain_timeout`, then are closed.
 
@@ -66,6 +71,8 @@ pub struct ProxyConfig {
     /// 256 KiB response by about 40 % and left small request/response traffic unchanged.
     /// Ignored on other systems.
     pub splice: bool,
+    /// Close a backend's open sessions when it leaves rotation.
+    pub close_sessions_on_down: bool,
 }
 
 impl Default for ProxyConfig {
@@ -79,6 +86,7 @@ impl Default for ProxyConfig {
             buffer_size: 64 * 1024,
             backlog: 1024,
             splice: cfg!(target_os = "linux"),
+            close_sessions_on_down: true,
         }
     }
 }
@@ -200,8 +208,21 @@ async fn session(client: TcpStream, pool: &Arc<Pool>, cfg: &ProxyConfig) {
         return;
     };
     let _guard = pool.acquire(idx);
+    // Subscribed before the first byte: a backend that leaves rotation from now on ends it.
+    let mut downs = pool.down_events(idx);
+    let marked_down = async {
+        if !cfg.close_sessions_on_down || downs.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
     tune(&backend);
-    relay(client, backend, pool, cfg).await;
+    tokio::select! {
+        () = relay(client, backend, pool, cfg) => {}
+        () = marked_down => {
+            m.closed_backend_down.inc();
+            tracing::debug!(backend = %pool.addrs()[idx], "backend left rotation, closing session");
+        }
+    }
 }
 
 /// Tries healthy backends in pick order until one accepts, staggered: the next one starts when

@@ -43,6 +43,7 @@ fn every_optional_field_has_its_default() {
     assert_eq!(c.connect_timeout(), Duration::from_secs(1));
     assert_eq!(c.idle_timeout(), Duration::from_secs(3600));
     assert_eq!(c.max_connections(), 20_000);
+    assert!(c.close_sessions_on_down(), "on by default");
     assert_eq!(c.health.port, None);
     assert_eq!(c.health.timeout(), Duration::from_millis(200));
     assert_eq!(c.health.path(), defaults::HTTP_PATH);
@@ -62,7 +63,8 @@ fn every_optional_field_has_its_default() {
 fn typed_values() {
     let text = format!(
         "{MINIMAL}advert_interval: 40ms\nunicast_peers: [198.18.0.12]\nsource: 198.18.0.11\n\
-         balance: least-connections\nvip_lifetime: 3s\nmax_connections: 7\n"
+         balance: least-connections\nvip_lifetime: 3s\nmax_connections: 7\n\
+         close_sessions_on_down: false\n"
     );
     let c = parse(&text, "f.yaml").unwrap().config;
     assert_eq!(c.vip.address, Ipv4Addr::new(198, 18, 0, 10));
@@ -78,6 +80,7 @@ fn typed_values() {
     );
     assert_eq!(c.vip_lifetime(), Duration::from_secs(3));
     assert_eq!(c.max_connections(), 7);
+    assert!(!c.close_sessions_on_down());
 }
 
 #[test]

@@ -22,7 +22,12 @@ pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 
 /// A server that writes its one-byte id, then echoes until EOF, then closes.
 pub async fn id_server(id: u8, shutdown: CancellationToken) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    id_server_on("127.0.0.1:0".parse().unwrap(), id, shutdown).await
+}
+
+/// [`id_server`] on a given address (another loopback address, a fixed port).
+pub async fn id_server_on(bind: SocketAddr, id: u8, shutdown: CancellationToken) -> SocketAddr {
+    let l = TcpListener::bind(bind).await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
