@@ -83,6 +83,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     let source = resolve_source(&cfg).await?;
     // The speaker's status, also read by the VRRP metrics at each scrape.
     let (status_tx, status_rx) = watch::channel(vip::Status::default());
+    let status_rx_proxy = status_rx.clone();
     let pool = Arc::new(
         Pool::new(cfg.backends.clone(), cfg.balance)
             .with_local_ip(IpAddr::V4(source))
@@ -111,11 +112,24 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         pool.clone(),
         checks_stop.clone(),
     ));
-    let proxy = tokio::spawn(crate::proxy::serve(
+    // Whether this node holds the VIP, for the proxy to end the VIP's sessions when it goes.
+    let (held_tx, held_rx) = watch::channel(false);
+    let mut statuses = status_rx_proxy;
+    let held_forward = tokio::spawn(async move {
+        while statuses.changed().await.is_ok() {
+            let held = statuses.borrow_and_update().holds_vip;
+            held_tx.send_if_modified(|h| std::mem::replace(h, held) != held);
+        }
+    });
+    let proxy = tokio::spawn(crate::proxy::serve_with_vip(
         listener,
         cfg.proxy.clone(),
         pool.clone(),
         proxy_stop.clone(),
+        Some(crate::proxy::VipSessions {
+            address: IpAddr::V4(cfg.vip),
+            held: held_rx,
+        }),
     ));
 
     // Pool summary -> VRRP health, at once on every change.
@@ -185,6 +199,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     checks_stop.cancel();
     metrics_stop.cancel();
     forward.abort();
+    held_forward.abort();
     let _ = checks.await;
     if let Some(m) = metrics {
         let _ = m.await;

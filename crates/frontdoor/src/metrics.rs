@@ -16,6 +16,7 @@
 //! | `no_backend_total` (client closed: no backend reachable) | counter | |
 //! | `idle_timeouts_total` | counter | |
 //! | `sessions_closed_backend_down_total` (open sessions closed when their backend left rotation) | counter | |
+//! | `sessions_closed_vip_lost_total` (sessions on the VIP closed when this node lost it) | counter | |
 //! | `backends_healthy` | gauge | |
 //! | `backend_up` | gauge | `backend` |
 //! | `backend_connections_active` | gauge | `backend` |
@@ -93,6 +94,8 @@ pub struct Metrics {
     pub idle_timeouts: Counter,
     /// Open sessions closed because their backend left rotation (`close_sessions_on_down`).
     pub closed_backend_down: Counter,
+    /// Sessions that came in on the VIP, closed when this node lost it.
+    pub closed_vip_lost: Counter,
     /// Backends currently in rotation.
     pub healthy: Gauge,
     /// Per-backend handles, index-aligned with the backend list.
@@ -110,6 +113,7 @@ impl Metrics {
         let no_backend = Counter::default();
         let idle_timeouts = Counter::default();
         let closed_backend_down = Counter::default();
+        let closed_vip_lost = Counter::default();
         let healthy = Gauge::default();
         registry.register(
             "connections",
@@ -145,6 +149,11 @@ impl Metrics {
             "sessions_closed_backend_down",
             "Open sessions closed because their backend left rotation",
             closed_backend_down.clone(),
+        );
+        registry.register(
+            "sessions_closed_vip_lost",
+            "Sessions that came in on the VIP, closed when this node lost it",
+            closed_vip_lost.clone(),
         );
         registry.register("backends_healthy", "Backends in rotation", healthy.clone());
 
@@ -205,6 +214,7 @@ impl Metrics {
             no_backend,
             idle_timeouts,
             closed_backend_down,
+            closed_vip_lost,
             healthy,
             backends: per,
         }

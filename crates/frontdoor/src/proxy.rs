@@ -137,6 +137,27 @@ pub async fn serve(
     pool: Arc<Pool>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_with_vip(listener, cfg, pool, shutdown, None).await
+}
+
+/// The VIP this proxy serves on, and whether this node holds it now.
+#[derive(Debug, Clone)]
+pub struct VipSessions {
+    pub address: std::net::IpAddr,
+    pub held: tokio::sync::watch::Receiver<bool>,
+}
+
+/// [`serve`], and sessions that came in on `vip.address` end when this node loses the VIP:
+/// their clients' packets now reach the new holder, which resets them, so all they still hold
+/// here is an apiserver connection (a watch) that nobody reads (counted in
+/// `sessions_closed_vip_lost_total`).
+pub async fn serve_with_vip(
+    listener: TcpListener,
+    cfg: ProxyConfig,
+    pool: Arc<Pool>,
+    shutdown: CancellationToken,
+    vip: Option<VipSessions>,
+) -> io::Result<()> {
     let cfg = Arc::new(cfg);
     let limit = if cfg.max_connections == 0 {
         Semaphore::MAX_PERMITS
@@ -168,8 +189,24 @@ pub async fn serve(
             }
         };
         let (pool, cfg) = (pool.clone(), cfg.clone());
+        // Only sessions addressed to the VIP end with it.
+        let vip_held = vip.as_ref().and_then(|v| {
+            let to_vip = client.local_addr().is_ok_and(|a| a.ip() == v.address);
+            to_vip.then(|| v.held.clone())
+        });
         sessions.spawn(async move {
-            session(client, &pool, &cfg).await;
+            match vip_held {
+                None => session(client, &pool, &cfg).await,
+                Some(held) => {
+                    tokio::select! {
+                        () = session(client, &pool, &cfg) => {}
+                        () = vip_lost(held) => {
+                            pool.metrics().closed_vip_lost.inc();
+                            tracing::debug!("VIP lost, closing a session that came in on it");
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -185,6 +222,13 @@ pub async fn serve(
         while sessions.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Resolves when the VIP, held at some point since the call, is no longer held.
+async fn vip_lost(mut held: tokio::sync::watch::Receiver<bool>) {
+    if held.wait_for(|h| *h).await.is_err() || held.wait_for(|h| !*h).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 struct ActiveClient<'a>(&'a Pool);

@@ -157,3 +157,48 @@ async fn sessions_stay_when_told_to() {
     bed.stop.cancel();
     bed.proxy.shutdown.cancel();
 }
+
+/// A front door that loses the VIP ends the sessions that came in on it (their clients now
+/// reach the new holder, which resets them) and counts them; sessions addressed to another of
+/// its addresses stay.
+#[tokio::test]
+async fn sessions_on_the_vip_end_when_the_vip_is_lost() {
+    use frontdoor::proxy::{VipSessions, bind, serve_with_vip};
+    let stop = CancellationToken::new();
+    let backend = id_server(b'A', stop.clone()).await;
+    let pool = Arc::new(Pool::new(vec![backend], Balance::RoundRobin));
+    let (held_tx, held_rx) = tokio::sync::watch::channel(true);
+    // Two listeners of one front door: 127.0.0.1 plays the VIP, 127.0.0.2 the node's address.
+    let mut addrs = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let l = bind(SocketAddr::new(ip.parse().unwrap(), 0), 128).unwrap();
+        addrs.push(l.local_addr().unwrap());
+        tokio::spawn(serve_with_vip(
+            l,
+            test_config(),
+            pool.clone(),
+            stop.clone(),
+            Some(VipSessions {
+                address: "127.0.0.1".parse().unwrap(),
+                held: held_rx.clone(),
+            }),
+        ));
+    }
+    let (mut on_vip, _) = connect_id(addrs[0]).await;
+    let (mut on_node, _) = connect_id(addrs[1]).await;
+    assert!(echoes(&mut on_vip).await && echoes(&mut on_node).await);
+
+    held_tx.send(false).unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(1), on_vip.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a session on the VIP outlived the VIP by 1 s: {closed:?}"
+    );
+    assert_eq!(pool.metrics().closed_vip_lost.get(), 1);
+    assert!(
+        echoes(&mut on_node).await,
+        "a session on the node's own address was closed"
+    );
+    stop.cancel();
+}
