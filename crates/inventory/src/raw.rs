@@ -77,6 +77,41 @@ pub(crate) struct RawInventory {
     /// `control-plane` (control-plane and etcd nodes) or `none` (only `endpoint.dns_name`).
     #[serde(default)]
     pub hosts: Option<S<String>>,
+    /// Host preparation the seeds do by hand (seed 004): journald, time sync, sysctls.
+    #[serde(default)]
+    pub host: Option<S<RawHost>>,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Host")]
+pub(crate) struct RawHost {
+    #[serde(default)]
+    pub journald: Option<S<RawJournald>>,
+    /// `chrony` (default) or `none`.
+    #[serde(default)]
+    pub time_sync: Option<S<String>>,
+    /// Kernel parameters written after kubeha's own; replaces the default map when given.
+    #[serde(default)]
+    pub sysctls: Option<S<BTreeMap<String, S<serde_json::Value>>>>,
+}
+
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Journald")]
+pub(crate) struct RawJournald {
+    /// `false`: kubeha leaves journald's configuration alone.
+    #[serde(default)]
+    pub manage: Option<S<bool>>,
+    /// journald's `Storage=`: `persistent` (default), `volatile`, `auto` or `none`.
+    #[serde(default)]
+    pub storage: Option<S<String>>,
+    /// journald's `SystemMaxFileSize=`, like `12M`.
+    #[serde(default)]
+    pub system_max_file_size: Option<S<String>>,
+    /// journald's `SystemMaxFiles=`.
+    #[serde(default)]
+    pub system_max_files: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

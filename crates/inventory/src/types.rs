@@ -25,7 +25,47 @@ pub struct Inventory {
     pub pki: PkiSettings,
     pub packages: Packages,
     pub hosts: HostsEntries,
+    pub host: Host,
 }
+
+/// Host preparation the seeds do by hand (seed 004), with their values as defaults.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    /// `None`: journald's configuration is left alone (`host.journald.manage: false`).
+    pub journald: Option<Journald>,
+    pub time_sync: TimeSync,
+    /// Kernel parameters written after kubeha's own, in key order.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// A journald drop-in: seed 004's limits and persistent storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Journald {
+    /// `Storage=`: persistent, volatile, auto or none.
+    pub storage: String,
+    /// `SystemMaxFileSize=`, like `12M`.
+    pub system_max_file_size: String,
+    /// `SystemMaxFiles=`.
+    pub system_max_files: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeSync {
+    /// A time sync service must run: one already running is kept, else chrony is enabled
+    /// (installed from the repository with `packages.source: repository`).
+    Chrony,
+    /// The node's clock is someone else's business (a container sharing its host's clock).
+    None,
+}
+
+/// Kernel parameters kubeha sets itself; `host.sysctls` may not name them.
+pub const OWNED_SYSCTLS: [&str; 4] = [
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.arp_announce",
+];
 
 /// Which names kubeha writes into every node's /etc/hosts (between its markers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -29,6 +29,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
     let kubeadm = kubeadm(raw.kubeadm.as_ref(), cluster.as_ref(), sink);
     let pki = pki(raw.pki.as_ref(), sink);
     let packages = packages(raw.packages.as_ref(), sink);
+    let host = host(raw.host.as_ref(), sink);
     let hosts = raw.hosts.as_ref().map_or(Some(HostsEntries::All), |s| {
         one_of(
             s,
@@ -72,6 +73,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
         pki: pki?,
         packages: packages?,
         hosts: hosts?,
+        host: host?,
     };
     assign_priorities(&mut inv);
     Some(inv)
@@ -1328,6 +1330,148 @@ fn kubeadm(
     ok.then_some(Kubeadm {
         ignore_preflight_errors,
         timeouts,
+    })
+}
+
+fn host(h: Option<&S<RawHost>>, sink: &mut Sink) -> Option<Host> {
+    let default = RawHost::default();
+    let h = h.map_or(&default, |h| &h.value);
+    let mut ok = true;
+    let journald = match h.journald.as_ref().map(|j| &j.value) {
+        Some(j) if j.manage.as_ref().is_some_and(|m| !m.value) => None,
+        j => {
+            let storage = match j.and_then(|j| j.storage.as_ref()) {
+                None => Some("persistent"),
+                Some(s) => one_of(
+                    s,
+                    "host.journald.storage",
+                    &[
+                        ("persistent", "persistent"),
+                        ("volatile", "volatile"),
+                        ("auto", "auto"),
+                        ("none", "none"),
+                    ],
+                    sink,
+                ),
+            };
+            let size = match j.and_then(|j| j.system_max_file_size.as_ref()) {
+                None => Some("12M".to_string()),
+                Some(s) => {
+                    let v = s.value.as_str();
+                    let digits = v.trim_end_matches(['K', 'M', 'G', 'T']);
+                    let valid = !digits.is_empty()
+                        && digits.bytes().all(|b| b.is_ascii_digit())
+                        && v.len() <= digits.len() + 1;
+                    if !valid {
+                        sink.error(
+                            pos(s),
+                            "host.journald.system_max_file_size",
+                            format!("`{v}` is not a journald size"),
+                            "write bytes with an optional K, M, G or T suffix, like 12M",
+                        );
+                    }
+                    valid.then(|| v.to_string())
+                }
+            };
+            let files = match j.and_then(|j| j.system_max_files.as_ref()) {
+                None => Some(10),
+                Some(n) if (1..=10_000).contains(&n.value) => Some(n.value),
+                Some(n) => {
+                    sink.error(
+                        pos(n),
+                        "host.journald.system_max_files",
+                        format!("{} journal files is out of range", n.value),
+                        "use 1-10000 (seed 004 keeps 10)",
+                    );
+                    None
+                }
+            };
+            match (storage, size, files) {
+                (Some(storage), Some(system_max_file_size), Some(system_max_files)) => {
+                    Some(Journald {
+                        storage: storage.to_string(),
+                        system_max_file_size,
+                        system_max_files,
+                    })
+                }
+                _ => {
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    let time_sync = h.time_sync.as_ref().map_or(Some(TimeSync::Chrony), |s| {
+        one_of(
+            s,
+            "host.time_sync",
+            &[("chrony", TimeSync::Chrony), ("none", TimeSync::None)],
+            sink,
+        )
+    });
+    let sysctls = match &h.sysctls {
+        // Seed 004's value; containerd relays container output through pipes.
+        None => BTreeMap::from([("fs.pipe-max-size".to_string(), "16777216".to_string())]),
+        Some(m) => {
+            let mut out = BTreeMap::new();
+            for (key, value) in &m.value {
+                let field = format!("host.sysctls.{key}");
+                let plain_key = key.contains('.')
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+                if !plain_key {
+                    sink.error(
+                        pos(value),
+                        field,
+                        format!("`{key}` is not a kernel parameter name"),
+                        "write it as sysctl names it, like fs.pipe-max-size",
+                    );
+                    ok = false;
+                    continue;
+                }
+                if OWNED_SYSCTLS.contains(&key.as_str()) {
+                    sink.error(
+                        pos(value),
+                        field,
+                        format!("kubeha sets `{key}` itself"),
+                        "remove it from host.sysctls",
+                    );
+                    ok = false;
+                    continue;
+                }
+                let text = match &value.value {
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    serde_json::Value::String(s) if !s.is_empty() && !s.contains(['\n', '\r']) => {
+                        Some(s.clone())
+                    }
+                    _ => None,
+                };
+                match text {
+                    Some(t) => {
+                        out.insert(key.clone(), t);
+                    }
+                    None => {
+                        sink.error(
+                            pos(value),
+                            field,
+                            "a kernel parameter's value is a number or a one-line string",
+                            "write it like 16777216 or \"4096 87380 6291456\"",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            out
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(Host {
+        journald,
+        time_sync: time_sync?,
+        sysctls,
     })
 }
 

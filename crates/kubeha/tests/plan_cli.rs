@@ -164,7 +164,7 @@ fn out_dir_gets_every_artifact_with_its_mode_and_reruns_unchanged() {
     // each run mints its own bootstrap token: only the five kubeadm configs and the token
     // file change
     assert!(
-        stderr.contains("(0 new, 6 changed, 36 unchanged"),
+        stderr.contains("(0 new, 6 changed, 41 unchanged"),
         "{stderr}"
     );
     assert_ne!(token(&init), first_token);

@@ -30,8 +30,9 @@ const BUILD_SCRIPT: &str = include_str!("../../../scripts/k8s-binaries.sh");
 /// What node namespaces on a machine like this one need, as inventory settings a user's host
 /// could need too: no CAP_SYS_RESOURCE (no negative oom_score_adj), cgroup v1 hybrid
 /// (kubeadm's SystemVerification, kubelet failCgroupV1), Debian's CNI plugin path,
-/// overlay-backed disks the kubelet cannot size (no eviction on them), and a slow machine
-/// running several nodes (timeouts).
+/// overlay-backed disks the kubelet cannot size (no eviction on them), a slow machine
+/// running several nodes (timeouts), and a clock and global kernel parameters (`fs.*`) that
+/// are the host's, not the node's (containers share them too: no time sync, no sysctls).
 pub const NODE_NAMESPACE_SETTINGS: &str = "\
 runtime: { systemd_cgroup: false, restrict_oom_score_adj: true, cni_bin_dir: /usr/lib/cni }
 kubelet:
@@ -42,6 +43,9 @@ kubelet:
     imageGCHighThresholdPercent: 100
     localStorageCapacityIsolation: false
     evictionHard: { memory.available: \"0%\", nodefs.available: \"0%\", nodefs.inodesFree: \"0%\", imagefs.available: \"0%\" }
+host:
+  time_sync: none
+  sysctls: {}
 kubeadm:
   ignore_preflight_errors: [SystemVerification]
   timeouts: { control_plane_health_check: 10m, kubelet_health_check: 6m, tls_bootstrap: 5m, discovery: 10m }

@@ -12,9 +12,13 @@ pub enum StepId {
     PrepareSwapOff,
     PrepareModules,
     PrepareSysctl,
+    /// journald's limits and storage (`host.journald`).
+    PrepareJournald,
     /// `cni: bridge`: the node's bridge config and pod routes.
     PreparePodNetwork,
     PreparePackages,
+    /// A time sync service runs (`host.time_sync`).
+    PrepareTimeSync,
     PrepareContainerd,
     /// Imports a kubeha bundle's image archives into containerd (offline nodes).
     PrepareImages,
@@ -31,14 +35,16 @@ pub enum StepId {
 }
 
 impl StepId {
-    pub const ALL: [StepId; 18] = [
+    pub const ALL: [StepId; 20] = [
         StepId::PreflightHost,
         StepId::PrepareHosts,
         StepId::PrepareSwapOff,
         StepId::PrepareModules,
         StepId::PrepareSysctl,
+        StepId::PrepareJournald,
         StepId::PreparePodNetwork,
         StepId::PreparePackages,
+        StepId::PrepareTimeSync,
         StepId::PrepareContainerd,
         StepId::PrepareImages,
         StepId::PkiDistribute,
@@ -59,9 +65,11 @@ impl StepId {
             StepId::PrepareSwapOff => "prepare/swap-off",
             StepId::PrepareModules => "prepare/modules",
             StepId::PrepareSysctl => "prepare/sysctl",
+            StepId::PrepareJournald => "prepare/journald",
             StepId::PreparePodNetwork => "prepare/pod-network",
             StepId::PreparePackages => "prepare/packages",
             StepId::PrepareContainerd => "prepare/containerd",
+            StepId::PrepareTimeSync => "prepare/time-sync",
             StepId::PrepareImages => "prepare/images",
             StepId::PkiDistribute => "pki/distribute",
             StepId::EtcdMember => "etcd/member",
@@ -82,9 +90,11 @@ impl StepId {
             | StepId::PrepareSwapOff
             | StepId::PrepareModules
             | StepId::PrepareSysctl
+            | StepId::PrepareJournald
             | StepId::PreparePodNetwork
             | StepId::PreparePackages
             | StepId::PrepareContainerd
+            | StepId::PrepareTimeSync
             | StepId::PrepareImages => Phase::Prepare,
             StepId::PkiDistribute => Phase::Pki,
             StepId::EtcdMember => Phase::Etcd,

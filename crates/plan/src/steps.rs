@@ -1,6 +1,8 @@
 //! The ordered steps for one node. Each `run` script is idempotent: run twice, it converges.
 
-use inventory::{Cni, EtcdTopology, FrontdoorKind, Inventory, KubeProxyMode, Node, PackageSource};
+use inventory::{
+    Cni, EtcdTopology, FrontdoorKind, Inventory, KubeProxyMode, Node, PackageSource, TimeSync,
+};
 use render::paths;
 
 use crate::{Artifact, Bundle, Step, StepId};
@@ -14,6 +16,8 @@ mod sh {
     pub const PREFLIGHT_HOST: &str = include_str!("scripts/preflight-host.sh");
     pub const HOSTS: &str = include_str!("scripts/hosts.sh");
     pub const SWAP_OFF: &str = include_str!("scripts/swap-off.sh");
+    pub const JOURNALD: &str = include_str!("scripts/journald.sh");
+    pub const TIME_SYNC: &str = include_str!("scripts/time-sync.sh");
     pub const MODULES: &str = include_str!("scripts/modules.sh");
     pub const PACKAGES_REPOSITORY: &str = include_str!("scripts/packages-repository.sh");
     pub const PACKAGES_BUNDLE: &str = include_str!("scripts/packages-bundle.sh");
@@ -160,11 +164,26 @@ pub(crate) fn for_node(
     );
     b.step(
         StepId::PrepareSysctl,
-        "bridged traffic through iptables, IP forwarding",
+        "bridged traffic through iptables, IP forwarding, and host.sysctls",
         vec!["/etc/sysctl.d/99-kubeha.conf".into()],
         Some("sysctl -q -p /etc/sysctl.d/99-kubeha.conf".into()),
         true,
     );
+    if let Some(j) = &inv.host.journald {
+        b.step(
+            StepId::PrepareJournald,
+            &format!(
+                "journald: storage {}, at most {} files of {} (a drop-in; journald restarted if it runs)",
+                j.storage, j.system_max_files, j.system_max_file_size
+            ),
+            vec![render::host::JOURNALD_DROPIN.into()],
+            Some(script(
+                &[("STORAGE", j.storage.clone())],
+                &[sh::JOURNALD],
+            )),
+            true,
+        );
+    }
     if inv.networking.cni == Cni::Bridge {
         b.step(
             StepId::PreparePodNetwork,
@@ -255,6 +274,23 @@ pub(crate) fn for_node(
             )),
             false,
         ),
+    }
+    if inv.host.time_sync == TimeSync::Chrony {
+        let install = inv.packages.source == PackageSource::Repository;
+        b.step(
+            StepId::PrepareTimeSync,
+            if install {
+                "a time sync service runs: one already running is kept, else chrony is installed and enabled"
+            } else {
+                "a time sync service runs: one already running is kept, else the node's chrony is enabled (offline nodes must have it)"
+            },
+            vec![],
+            Some(script(
+                &[("INSTALL", if install { "yes" } else { "no" }.to_string())],
+                &[sh::APT, sh::TIME_SYNC],
+            )),
+            true,
+        );
     }
     let mut containerd_files = vec![
         "/etc/containerd/config.toml".to_string(),

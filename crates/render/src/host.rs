@@ -47,6 +47,12 @@ net.ipv4.ip_forward = 1
         // must not pull clients back to itself.
         s.push_str("net.ipv4.conf.all.arp_announce = 2\n");
     }
+    if !inv.host.sysctls.is_empty() {
+        s.push_str("# host.sysctls\n");
+        for (key, value) in &inv.host.sysctls {
+            s.push_str(&format!("{key} = {value}\n"));
+        }
+    }
     Artifact::text(
         "/etc/sysctl.d/99-kubeha.conf",
         0o644,
@@ -74,5 +80,26 @@ pub fn crictl() -> Artifact {
         0o644,
         "crictl talks to containerd",
         "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\ntimeout: 10\n".into(),
+    )
+}
+
+/// Where the journald drop-in goes.
+pub const JOURNALD_DROPIN: &str = "/etc/systemd/journald.conf.d/50-kubeha.conf";
+
+/// `host.journald`: seed 004's limits and persistent storage, as a drop-in (journald.conf
+/// itself is the distribution's).
+pub fn journald(j: &inventory::Journald) -> Artifact {
+    Artifact::text(
+        JOURNALD_DROPIN,
+        0o644,
+        "journald limits and storage (host.journald)",
+        format!(
+            "# kubeha: journald limits and storage (host.journald; seed 004)\n\
+             [Journal]\n\
+             Storage={}\n\
+             SystemMaxFileSize={}\n\
+             SystemMaxFiles={}\n",
+            j.storage, j.system_max_file_size, j.system_max_files
+        ),
     )
 }

@@ -123,6 +123,7 @@ pub struct Renderer<'a> {
     modules: Artifact,
     containerd: Artifact,
     crictl: Artifact,
+    journald: Option<Artifact>,
     /// `cni: bridge`: the pod routes script and its boot unit.
     pod_routes: Option<[Artifact; 2]>,
     mirror_hosts: Vec<Artifact>,
@@ -151,6 +152,7 @@ impl<'a> Renderer<'a> {
             modules: host::modules(inv),
             containerd: containerd::config(inv),
             crictl: host::crictl(),
+            journald: inv.host.journald.as_ref().map(host::journald),
             pod_routes: bridge.then(|| [cni::routes_script(inv), cni::routes_unit()]),
             mirror_hosts: containerd::mirror_hosts(inv),
             proxy_dropin: containerd::proxy_dropin(inv),
@@ -175,6 +177,7 @@ impl<'a> Renderer<'a> {
             self.containerd.clone(),
             self.crictl.clone(),
         ];
+        out.extend(self.journald.iter().cloned());
         if let Some([script, unit]) = &self.pod_routes {
             let index = self.index[node.name.as_str()];
             out.push(cni::bridge_conflist(inv, index));

@@ -231,6 +231,7 @@ impl Bed {
              networking: {{ cni: none, kube_proxy_mode: iptables }}\n\
              packages: {packages}\n\
              pki: {{ key_type: ecdsa-p256 }}\n\
+             host: {{ time_sync: none, sysctls: {{}} }}\n\
              frontdoor: {{ kind: builtin, advert_interval: 100ms, health: {{ kind: tcp, interval: 200ms }} }}\n{extra}",
             key = self.dir.path().join("id_ed25519").display(),
         );
