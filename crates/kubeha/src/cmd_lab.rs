@@ -518,11 +518,6 @@ fn kubernetes_drill(
         eprintln!("kubeha lab drill: --hold {hold}: write it like 1s or 500ms");
         return crate::EXIT_INVALID;
     };
-    if svg.is_some() {
-        eprintln!(
-            "kubeha lab drill: --svg is drawn for the etcd lab only so far; the JSON has every number"
-        );
-    }
     let opts = KubeDrillOptions {
         cycles,
         faults: parsed,
@@ -536,6 +531,12 @@ fn kubernetes_drill(
                 && let Err(e) = lab::kubedrill::write_json(&path, &report)
             {
                 eprintln!("kubeha lab drill: {e}");
+                return 1;
+            }
+            if let Some(path) = svg
+                && let Err(e) = std::fs::write(&path, lab::kubedrill::svg(&report))
+            {
+                eprintln!("kubeha lab drill: cannot write {}: {e}", path.display());
                 return 1;
             }
             u8::from(report.writes_lost > 0)

@@ -443,6 +443,7 @@ fn up_real_ha_kubernetes(variant: Variant) {
 /// node frozen and its cable pulled; every acknowledged ConfigMap is read back.
 fn drill(lab: &Lab) {
     let json = lab.dir.parent().unwrap().join("drill.json");
+    let svg = lab.dir.parent().unwrap().join("drill.svg");
     let started = Instant::now();
     let out = kubeha(&[
         "lab",
@@ -459,6 +460,8 @@ fn drill(lab: &Lab) {
         "1s",
         "--json",
         json.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
     ]);
     let text = format!(
         "{}{}",
@@ -488,6 +491,13 @@ fn drill(lab: &Lab) {
     // The pulled cable cuts the holder off: another node takes the VIP.
     let cable = &cycles[3];
     assert_ne!(cable["new_holder"], cable["node"], "{cable:#}");
+    // The VIP watcher saw the holder change (every 10 ms), and the SVG draws it.
+    let holders = r["holders"].as_array().unwrap();
+    assert!(holders.len() >= 2, "{r:#}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    for text in ["master1 VIP", "master3 VIP", "4 cable@"] {
+        assert!(svg.contains(text), "{text} is not in the SVG");
+    }
 }
 
 /// The pod network (cni: bridge) across nodes: CoreDNS pods (from the bundle's image) get

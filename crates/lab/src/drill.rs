@@ -32,7 +32,7 @@ use crate::netns::{Netns, in_netns};
 
 pub mod account;
 pub mod client;
-mod plot;
+pub mod plot;
 pub mod watch;
 pub mod writer;
 
@@ -947,5 +947,35 @@ fn basis_name(b: Basis) -> &'static str {
 /// The timeline as SVG: a lane per node showing when it held the VIP, the share of writes
 /// acknowledged over time, each failed write, and each fault's window with its name.
 pub fn svg(r: &DrillReport) -> String {
-    plot::draw(r)
+    plot::draw(&r.timeline())
+}
+
+impl DrillReport {
+    /// What the SVG draws.
+    pub fn timeline(&self) -> plot::Timeline<'_> {
+        plot::Timeline {
+            title: format!(
+                "kubeha lab drill: {} cycles, {} writes acknowledged, {} failed, {} lost",
+                self.cycles.len(),
+                self.writes_acked,
+                self.writes_failed,
+                self.writes_lost
+            ),
+            nodes: &self.nodes,
+            duration_ms: self.duration_ms,
+            holders: &self.holders,
+            samples: &self.samples,
+            faults: self
+                .cycles
+                .iter()
+                .map(|c| {
+                    (
+                        c.fault_at_ms,
+                        c.restored_at_ms,
+                        format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
+                    )
+                })
+                .collect(),
+        }
+    }
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::LabError;
-use crate::kubernetes::{KubeLabState, cable, power_off_node, power_on};
+use crate::drill::watch::Watcher;
+use crate::drill::{HolderChange, Sample};
+use crate::kubernetes::{KubeLabState, LabNode, cable, power_off_node, power_on};
 use crate::netns::node::CgroupRoot;
 
 /// What a cycle does to the current VIP holder.
@@ -141,6 +143,43 @@ pub struct KubeDrillReport {
     pub run: String,
     pub frontdoor: &'static str,
     pub duration_ms: f64,
+    /// The control-plane nodes: the lanes of `holders`.
+    pub nodes: Vec<String>,
+    /// Every change of the set of VIP holders (indices into `nodes`), sampled every 10 ms.
+    pub holders: Vec<HolderChange>,
+    /// Every write, for the SVG (not in the JSON: tens of thousands of rows).
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+/// The timeline as SVG (`--svg`): a lane per control-plane node showing when it held the
+/// VIP, the share of writes acknowledged over time, each failed write, each fault's window.
+pub fn svg(r: &KubeDrillReport) -> String {
+    crate::drill::plot::draw(&crate::drill::plot::Timeline {
+        title: format!(
+            "kubeha lab drill (Kubernetes, front door {}): {} cycles, {} writes acknowledged, {} failed, {} lost",
+            r.frontdoor,
+            r.cycles.len(),
+            r.writes_acked,
+            r.writes_failed,
+            r.writes_lost
+        ),
+        nodes: &r.nodes,
+        duration_ms: r.duration_ms,
+        holders: &r.holders,
+        samples: &r.samples,
+        faults: r
+            .cycles
+            .iter()
+            .map(|c| {
+                (
+                    c.fault_at_ms,
+                    c.restored_at_ms,
+                    format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
+                )
+            })
+            .collect(),
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -617,6 +656,16 @@ pub fn run(
         rt.block_on(clients(kubeconfig, r, s))
     });
     let start = Instant::now();
+    let lanes: Vec<&LabNode> = state
+        .nodes
+        .iter()
+        .filter(|n| n.is_control_plane())
+        .collect();
+    let namespaces: Vec<String> = lanes.iter().map(|n| n.namespace.clone()).collect();
+    let nodes: Vec<String> = lanes.iter().map(|n| n.name.clone()).collect();
+    // Bounded: a cycle waits at most 3 min to be steady, holds, and is undone.
+    let watch_limit = (Duration::from_secs(240) + opts.hold) * (opts.cycles as u32 + 1);
+    let watcher = Watcher::start(&namespaces, state.vip, start, watch_limit)?;
     let mut driven = Vec::new();
     let mut failure = None;
     for c in 0..opts.cycles {
@@ -675,6 +724,17 @@ pub fn run(
         .map_err(|e| LabError::Invalid(format!("the drill's clients: {e}")))?;
     let writes = std::mem::take(&mut *shared.writes.lock().expect("not poisoned"));
     let watched = std::mem::take(&mut *shared.watched.lock().expect("not poisoned"));
+    let (holders, _polls) = watcher.finish();
+    let since = |t: Instant| ms(t.saturating_duration_since(start));
+    let samples = writes
+        .iter()
+        .map(|w| Sample {
+            seq: w.seq,
+            start_ms: since(w.start),
+            end_ms: since(w.end),
+            ok: w.ok,
+        })
+        .collect();
     let cycles = account(start, end, &writes, &watched, &driven, &present);
     let acked = writes.iter().filter(|w| w.ok).count() as u64;
     let lost = writes
@@ -691,6 +751,9 @@ pub fn run(
         run,
         frontdoor: state.frontdoor.name(),
         duration_ms: ms(end - start),
+        nodes,
+        holders,
+        samples,
     };
     match failure {
         Some(e) => {
@@ -763,6 +826,67 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].fault, KubeFault::Kill);
         assert_eq!(s[0].lost_objects, 1);
+    }
+
+    #[test]
+    fn the_svg_names_the_lanes_and_the_faults() {
+        let cycle = KubeCycle {
+            cycle: 1,
+            fault: KubeFault::Poweroff,
+            node: "master1".into(),
+            new_holder: Some("master2".into()),
+            failover_ms: 1400.0,
+            failed_writes: 2,
+            acked_writes: 40,
+            watch_gap_ms: 1800.0,
+            lost_objects: 0,
+            fault_at_ms: 1000.0,
+            restored_at_ms: 3000.0,
+        };
+        let sample = |seq, end_ms, ok| Sample {
+            seq,
+            start_ms: end_ms - 5.0,
+            end_ms,
+            ok,
+        };
+        let r = KubeDrillReport {
+            kubernetes: true,
+            writes_acked: 2,
+            writes_failed: 1,
+            writes_lost: 0,
+            summary: summarize(std::slice::from_ref(&cycle)),
+            cycles: vec![cycle],
+            run: "x".into(),
+            frontdoor: "builtin",
+            duration_ms: 4000.0,
+            nodes: vec!["master1".into(), "master2".into(), "master3".into()],
+            holders: vec![
+                HolderChange {
+                    t_ms: 0,
+                    holders: vec![0],
+                },
+                HolderChange {
+                    t_ms: 1100,
+                    holders: vec![1],
+                },
+            ],
+            samples: vec![
+                sample(1, 900.0, true),
+                sample(2, 1200.0, false),
+                sample(3, 1500.0, true),
+            ],
+        };
+        let svg = svg(&r);
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+        for text in [
+            "master1 VIP",
+            "master3 VIP",
+            "1 poweroff@master1",
+            "front door builtin",
+        ] {
+            assert!(svg.contains(text), "{text} not drawn");
+        }
+        assert!(svg.trim_end().ends_with("</svg>"));
     }
 
     #[test]

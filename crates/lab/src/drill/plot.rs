@@ -1,8 +1,22 @@
-//! The drill's timeline as SVG (plotters, SVG backend only).
+//! A drill's timeline as SVG (plotters, SVG backend only): the etcd lab's drill and the
+//! Kubernetes lab's draw the same picture from a [`Timeline`].
 
 use plotters::prelude::*;
 
-use crate::drill::DrillReport;
+use crate::drill::{HolderChange, Sample};
+
+/// What the picture shows, borrowed from a drill's report.
+pub struct Timeline<'a> {
+    pub title: String,
+    /// One lane per node (index = `HolderChange::holders` entries).
+    pub nodes: &'a [String],
+    pub duration_ms: f64,
+    pub holders: &'a [HolderChange],
+    /// Every write through the VIP.
+    pub samples: &'a [Sample],
+    /// Each fault: made (ms), undone (ms), its label.
+    pub faults: Vec<(f64, f64, String)>,
+}
 
 const HOLD: RGBColor = RGBColor(52, 101, 164);
 const DUAL: RGBColor = RGBColor(204, 0, 0);
@@ -15,11 +29,11 @@ fn bucket_s(duration_s: f64) -> f64 {
 }
 
 /// (bucket start s, acknowledged share) for every bucket with at least one write.
-pub fn success_rate(r: &DrillReport, bucket: f64) -> Vec<(f64, f64)> {
+pub fn success_rate(r: &Timeline, bucket: f64) -> Vec<(f64, f64)> {
     let n = ((r.duration_ms / 1000.0) / bucket).ceil() as usize + 1;
     let mut ok = vec![0u32; n];
     let mut all = vec![0u32; n];
-    for s in &r.samples {
+    for s in r.samples {
         let b = ((s.end_ms / 1000.0) / bucket) as usize;
         if b < n {
             all[b] += 1;
@@ -36,7 +50,7 @@ pub fn success_rate(r: &DrillReport, bucket: f64) -> Vec<(f64, f64)> {
 /// (start s, end s).
 type Span = (f64, f64);
 
-fn intervals(r: &DrillReport, end_s: f64) -> (Vec<Vec<Span>>, Vec<Span>) {
+fn intervals(r: &Timeline, end_s: f64) -> (Vec<Vec<Span>>, Vec<Span>) {
     let mut per = vec![Vec::new(); r.nodes.len()];
     let mut dual = Vec::new();
     for (i, c) in r.holders.iter().enumerate() {
@@ -57,7 +71,7 @@ fn intervals(r: &DrillReport, end_s: f64) -> (Vec<Vec<Span>>, Vec<Span>) {
     (per, dual)
 }
 
-pub fn draw(r: &DrillReport) -> String {
+pub fn draw(r: &Timeline) -> String {
     let mut out = String::new();
     if let Err(e) = draw_into(r, &mut out) {
         return format!(
@@ -67,22 +81,15 @@ pub fn draw(r: &DrillReport) -> String {
     out
 }
 
-fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_into(r: &Timeline, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let end_s = (r.duration_ms / 1000.0).max(1.0);
     let n = r.nodes.len();
     let width = ((end_s * 40.0) as u32).clamp(1000, 8000);
     let lanes = n as f64 + 1.0;
     let root = SVGBackend::with_string(out, (width, 200 + 60 * n as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let title = format!(
-        "kubeha lab drill: {} cycles, {} writes acknowledged, {} failed, {} lost",
-        r.cycles.len(),
-        r.writes_acked,
-        r.writes_failed,
-        r.writes_lost
-    );
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
+        .caption(&r.title, ("sans-serif", 18))
         .margin(12)
         .margin_left(80)
         .margin_bottom(30)
@@ -101,8 +108,8 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
     // Lanes: node i at the top (y = n - i), writes at the bottom (y = 0).
     let lane = |i: usize| (n - i) as f64;
     // Fault windows with their names (three rows of labels so neighbours do not overlap).
-    for (k, c) in r.cycles.iter().enumerate() {
-        let (a, b) = (c.fault_at_ms / 1000.0, c.restored_at_ms / 1000.0);
+    for (k, (made, undone, label)) in r.faults.iter().enumerate() {
+        let (a, b) = (made / 1000.0, undone / 1000.0);
         chart.draw_series(std::iter::once(Rectangle::new(
             [(a, 0.0), (b.max(a + 0.02), lanes)],
             FAULT.mix(0.25).filled(),
@@ -113,7 +120,7 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
         )))?;
         let y = lanes + [0.45, 0.28, 0.11][k % 3];
         chart.draw_series(std::iter::once(Text::new(
-            format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
+            label.clone(),
             (a, y),
             ("sans-serif", 11).into_font().color(&BLACK),
         )))?;
@@ -177,7 +184,7 @@ fn draw_into(r: &DrillReport, out: &mut String) -> Result<(), Box<dyn std::error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drill::{CycleReport, Fault, HolderChange, Sample};
+    use crate::drill::{CycleReport, DrillReport, Fault};
 
     fn report() -> DrillReport {
         DrillReport {
@@ -253,7 +260,7 @@ mod tests {
     #[test]
     fn success_rate_buckets_by_end_time() {
         let r = report();
-        let rate = success_rate(&r, 0.1);
+        let rate = success_rate(&r.timeline(), 0.1);
         assert_eq!(rate.len(), 2);
         assert_eq!(rate[0].1, 1.0);
         assert!((rate[1].0 - 1.9).abs() < 1e-9);
@@ -262,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_svg_has_lanes_and_fault_labels() {
-        let svg = draw(&report());
+        let svg = draw(&report().timeline());
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
         assert!(svg.contains("n0 VIP") && svg.contains("n1 VIP"));
         assert!(svg.contains("0 kill@n0"));
