@@ -51,26 +51,52 @@ pub struct FileDigest {
 pub type Digests = BTreeMap<String, FileDigest>;
 
 pub fn digests(node: &NodePlan, masked: &[String]) -> Digests {
+    digests_cached(node, masked, &mut DigestCache::default())
+}
+
+/// Digests of large files already computed this run, by the address and length of their
+/// bytes: the Plan shares one copy of kubeha's own binary (tens of MB) among the
+/// control-plane nodes, so a run hashes it once, not once per node. Valid while the Plan
+/// the digests came from is alive and unchanged (one run).
+#[derive(Debug, Default)]
+pub struct DigestCache(std::collections::HashMap<(usize, usize), FileDigest>);
+
+/// Files this large are looked up in the cache; smaller ones are hashed every time.
+const CACHED_FROM: usize = 1 << 20;
+
+pub fn digests_cached(node: &NodePlan, masked: &[String], cache: &mut DigestCache) -> Digests {
     node.artifacts
         .iter()
         .map(|a| {
-            let holds_masked = masked
-                .iter()
-                .any(|m| !m.is_empty() && contains(&a.contents, m.as_bytes()));
-            let sha256 = if holds_masked {
-                hex::encode(Sha256::digest(mask(&a.contents, masked)))
-            } else {
-                hex::encode(Sha256::digest(&a.contents))
+            let key = (a.contents.as_ptr() as usize, a.contents.len());
+            let d = match cache.0.get(&key) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = digest(&a.contents, masked);
+                    if a.contents.len() >= CACHED_FROM {
+                        cache.0.insert(key, d.clone());
+                    }
+                    d
+                }
             };
-            (
-                a.path.clone(),
-                FileDigest {
-                    sha256,
-                    holds_masked,
-                },
-            )
+            (a.path.clone(), d)
         })
         .collect()
+}
+
+fn digest(contents: &[u8], masked: &[String]) -> FileDigest {
+    let holds_masked = masked
+        .iter()
+        .any(|m| !m.is_empty() && contains(contents, m.as_bytes()));
+    let sha256 = if holds_masked {
+        hex::encode(Sha256::digest(mask(contents, masked)))
+    } else {
+        hex::encode(Sha256::digest(contents))
+    };
+    FileDigest {
+        sha256,
+        holds_masked,
+    }
 }
 
 fn mask(bytes: &[u8], masked: &[String]) -> Vec<u8> {
@@ -90,21 +116,29 @@ fn mask(bytes: &[u8], masked: &[String]) -> Vec<u8> {
     out
 }
 
-/// A shell script that prints `step <name> <fingerprint>` for every record on the node and
-/// `file <sha256> <path>` for each of `paths` that exists (to notice files edited since).
+/// The one command that reads what a node has done: its clock (`clock <secs.nanos>`, first,
+/// for the cross-node skew check), every record (`step <name> <fingerprint>`) and the sha256 of
+/// each of `paths` that exists (`file <sha256> <path>`, to notice files edited since). Three
+/// processes whatever the number of records and files: sshd's ~100 ms per command, not forks,
+/// is what a re-run pays.
 pub fn read_script(paths: &[&str]) -> String {
     let mut s = format!(
-        "if [ -d {RECORD_DIR} ]; then cd {RECORD_DIR}; for f in *; do [ -f \"$f\" ] && printf 'step %s %s\\n' \"$f\" \"$(cat \"$f\")\"; done; fi\n"
+        "printf 'clock %s\\n' \"$(date +%s.%N)\"\n\
+         if [ -d {RECORD_DIR} ]; then cd {RECORD_DIR}; grep -H '' -- * 2>/dev/null | sed 's/^\\([^:]*\\):/step \\1 /' || true; cd /; fi\n"
     );
-    for p in paths {
-        let q = crate::upload::sh_quote(p);
+    if !paths.is_empty() {
+        let quoted: Vec<String> = paths.iter().map(|p| crate::upload::sh_quote(p)).collect();
         s.push_str(&format!(
-            "[ -f {q} ] && printf 'file %s %s\\n' \"$(sha256sum < {q} | cut -c1-64)\" {q}\n"
+            "sha256sum -- {} 2>/dev/null | sed 's/^\\([0-9a-f]\\{{64\\}}\\)  /file \\1 /' || true\n",
+            quoted.join(" ")
         ));
     }
-    s.push_str("exit 0\n");
+    s.push_str(&format!("echo {READ_DONE}\n"));
     s
 }
+
+/// The read script's last line: the records and digests before it are complete.
+pub const READ_DONE: &str = "kubeha-records-done";
 
 /// Appended to a step's script: written only when everything before it succeeded (`sh -e`).
 pub fn write_script(step_id: StepId, fingerprint: &str) -> String {
@@ -130,10 +164,12 @@ pub fn written(script: &str) -> Option<(String, String)> {
 }
 
 /// What a node reported: step records and the digests of kubeha's files as they are now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
     pub steps: BTreeMap<String, String>,
     pub files: BTreeMap<String, String>,
+    /// The node's clock when the read began (seconds since the epoch).
+    pub clock: Option<f64>,
 }
 
 fn is_digest(s: &str) -> bool {
@@ -152,6 +188,7 @@ pub fn parse(output: &str) -> Records {
             (Some("file"), Some(sha), Some(path)) if is_digest(sha) => {
                 r.files.insert(path.to_string(), sha.to_string());
             }
+            (Some("clock"), Some(t), None) => r.clock = t.trim().parse().ok(),
             _ => {}
         }
     }
@@ -189,6 +226,8 @@ pub enum Decision {
     Check,
     /// Before `--from`.
     BeforeFrom,
+    /// Not needed in this run: the join token step when nothing joins.
+    NotNeeded,
 }
 
 /// Decides every step of a node. `from` (a step id) reruns that step and every later one
@@ -288,6 +327,7 @@ mod tests {
                 .iter()
                 .map(|a| (a.path.clone(), hex::encode(Sha256::digest(&a.contents))))
                 .collect(),
+            clock: None,
         }
     }
 
@@ -342,6 +382,7 @@ mod tests {
         let rec2 = Records {
             steps: all_done(&n, &masked).steps,
             files: rec.files.clone(),
+            clock: None,
         };
         assert_eq!(
             decide(&n, &rec2, &digests(&n, &masked), None)[3].1,
@@ -397,14 +438,67 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_large_file_is_hashed_once_and_gives_the_same_digest() {
+        let big: std::sync::Arc<[u8]> = vec![7u8; CACHED_FROM].into();
+        let mut a = node();
+        let mut b = node();
+        b.name = "n2".into();
+        for n in [&mut a, &mut b] {
+            n.artifacts.push(Artifact {
+                path: "/usr/local/bin/kubeha".into(),
+                mode: 0o755,
+                owner: "root:root".into(),
+                contents: big.clone(),
+                sensitive: false,
+                purpose: String::new(),
+            });
+        }
+        let mut cache = DigestCache::default();
+        let da = digests_cached(&a, &[], &mut cache);
+        assert_eq!(cache.0.len(), 1, "only the large file is kept");
+        let db = digests_cached(&b, &[], &mut cache);
+        assert_eq!(da, digests(&a, &[]));
+        assert_eq!(db["/usr/local/bin/kubeha"], da["/usr/local/bin/kubeha"]);
+        assert_eq!(
+            da["/usr/local/bin/kubeha"].sha256,
+            hex::encode(Sha256::digest(&big))
+        );
+    }
+
+    /// The read script through a real shell: the clock, and the digest of each file that
+    /// exists (a missing one is left out, not an error).
+    #[test]
+    fn the_read_script_reports_the_clock_and_the_files_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let there = dir.path().join("there file");
+        std::fs::write(&there, "hello\n").unwrap();
+        let missing = dir.path().join("missing");
+        let (there, missing) = (there.to_str().unwrap(), missing.to_str().unwrap());
+        let out = std::process::Command::new("sh")
+            .args(["-eu", "-c", &read_script(&[there, missing])])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let r = parse(&String::from_utf8_lossy(&out.stdout));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((r.clock.unwrap() - now).abs() < 60.0, "{r:?}");
+        assert_eq!(r.files.len(), 1, "{r:?}");
+        assert_eq!(r.files[there], hex::encode(Sha256::digest(b"hello\n")));
+    }
+
+    #[test]
     fn records_parse_and_ignore_garbage() {
         let fp = "a".repeat(64);
         let out = format!(
-            "step prepare__hosts {fp}\nbroken line\nstep etcd__member short\nfile {fp} /etc/my file\n"
+            "step prepare__hosts {fp}\nbroken line\nstep etcd__member short\nfile {fp} /etc/my file\nclock 1700000000.250000000\n"
         );
         let r = parse(&out);
         assert_eq!(r.steps.len(), 1);
         assert_eq!(r.steps["prepare__hosts"], fp);
         assert_eq!(r.files["/etc/my file"], fp);
+        assert_eq!(r.clock, Some(1_700_000_000.25));
     }
 }

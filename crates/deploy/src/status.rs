@@ -39,19 +39,25 @@ pub struct Certificates {
     pub expiring_within_30_days: usize,
 }
 
-/// Connects to every node, runs the read-only status script on each, and judges the result.
+/// Connects to every node, runs the read-only status script on each (at most `concurrency`
+/// at once), and judges the result.
 pub async fn status(
     inv: &Inventory,
     connect: impl AsyncFnOnce(&[String]) -> Connections,
     pki_dir: &Path,
+    concurrency: usize,
 ) -> ClusterStatus {
     let names: Vec<String> = inv.nodes.iter().map(|n| n.name.clone()).collect();
     let conns = connect(&names).await;
     let vip = inv.endpoint.vip.to_string();
+    let sem = tokio::sync::Semaphore::new(concurrency.max(1));
+    let members: std::collections::HashSet<&str> =
+        inv.etcd_members().map(|m| m.name.as_str()).collect();
     let probes = inv.nodes.iter().map(|n| {
         let conn = conns.get(&n.name);
-        let vip = &vip;
+        let (vip, sem, members) = (&vip, &sem, &members);
         async move {
+            let _permit = sem.acquire().await.ok();
             let unreachable = |error: Option<String>| NodeStatus {
                 name: n.name.clone(),
                 error,
@@ -67,7 +73,7 @@ pub async fn status(
                 vip,
                 address: &address,
                 metrics: "127.0.0.1:9100",
-                etcd_member: inv.etcd_members().any(|m| m.name == n.name),
+                etcd_member: members.contains(n.name.as_str()),
             });
             let t0 = Instant::now();
             let exec = Exec::new(script, Duration::from_secs(20)).purpose(Purpose::Status);

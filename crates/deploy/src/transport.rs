@@ -10,7 +10,7 @@ pub mod ssh;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use plan::StepId;
+use plan::Phase;
 
 /// One script to run on a node with `sh -eu`.
 #[derive(Debug, Clone)]
@@ -25,12 +25,12 @@ pub struct Exec {
 /// Why kubeha runs a script on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
-    /// A step of the Plan (its files, its script, its record).
-    Step(StepId),
-    /// Read the step records and the digests of kubeha's files (`record::read_script`).
+    /// A node's steps of one phase that run now, in one command (each its files, its script,
+    /// its record; `executor::batch`).
+    Steps(Phase),
+    /// Read the step records, the digests of kubeha's files and the node's clock
+    /// (`record::read_script`).
     Records,
-    /// The node's clock, for the cross-node skew check.
-    Clock,
     /// Who answers ARP for the VIP.
     VipNeighbour,
     /// Whether Kubernetes' own tools are installed.

@@ -25,7 +25,7 @@ pub fn sh_quote(s: &str) -> String {
 
 /// `kubeha_put PATH SIZE OWNER MODE` reads exactly SIZE bytes of stdin into PATH. GNU
 /// `head -c` never reads past its count, so several files can follow each other on stdin.
-fn put_function() -> String {
+pub fn put_function() -> String {
     format!(
         r#"kubeha_put() {{
   p=$1; n=$2
@@ -57,7 +57,21 @@ pub fn puts(files: &[&Artifact]) -> (String, Vec<u8>) {
         return (String::new(), Vec::new());
     }
     let mut script = put_function();
+    script.push_str(&put_lines(files));
     let mut stdin = Vec::with_capacity(files.iter().map(|a| a.contents.len()).sum());
+    for a in files {
+        stdin.extend_from_slice(&a.contents);
+    }
+    (script, stdin)
+}
+
+/// The `kubeha_put` lines for `files` (after [`put_function`]); their bytes follow each other
+/// on stdin in the same order.
+pub fn put_lines(files: &[&Artifact]) -> String {
+    if files.is_empty() {
+        return String::new();
+    }
+    let mut script = String::new();
     for a in files {
         script.push_str(&format!(
             "kubeha_put {} {} {} {:o}\n",
@@ -66,10 +80,9 @@ pub fn puts(files: &[&Artifact]) -> (String, Vec<u8>) {
             sh_quote(&a.owner),
             a.mode
         ));
-        stdin.extend_from_slice(&a.contents);
     }
     script.push_str("umask 022\n");
-    (script, stdin)
+    script
 }
 
 /// What happened to each file, from the script's output (other lines are ignored).

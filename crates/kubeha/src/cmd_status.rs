@@ -38,6 +38,7 @@ pub fn run(args: StatusArgs) -> u8 {
         inv,
         async |names: &[String]| connect_all(inv, &args.inventory.file, names, &args.ssh).await,
         &pki_dir,
+        args.ssh.concurrency,
     ));
     let vip = &st.vip;
     let nodes = &st.nodes;

@@ -1,8 +1,10 @@
 //! `kubeha up`: the Plan that `kubeha plan` shows, executed over SSH on every node.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -149,14 +151,60 @@ pub fn run(args: UpArgs) -> u8 {
     }
 }
 
+/// One line of the final table: a node, or nodes that finished alike.
+#[derive(Debug, PartialEq, Eq)]
+struct Row {
+    name: String,
+    /// changed, unchanged, checks, not run
+    counts: [usize; 4],
+    result: String,
+}
+
+/// A row per node; past `LINES_PER_NODE_UP_TO` nodes, the nodes that are done with the same
+/// counts share one row (the first and last name and how many), so a large cluster's table
+/// shows what needs a look. Failed and stopped nodes always have their own row.
+fn table(r: &Report) -> Vec<Row> {
+    let rows = r.nodes.iter().map(|n| Row {
+        name: n.name.clone(),
+        counts: [
+            n.count(&Outcome::Changed),
+            n.count(&Outcome::Unchanged),
+            n.count(&Outcome::Checked),
+            n.count(&Outcome::NotRun),
+        ],
+        result: match &n.failure {
+            Some(f) => format!("FAILED at {}", f.step),
+            None if n.count(&Outcome::NotRun) > 0 => "stopped".to_string(),
+            None => "done".to_string(),
+        },
+    });
+    if r.nodes.len() <= LINES_PER_NODE_UP_TO {
+        return rows.collect();
+    }
+    let mut out: Vec<Row> = Vec::new();
+    let mut alike: Vec<(Row, String, usize)> = Vec::new();
+    for row in rows {
+        if row.result != "done" {
+            out.push(row);
+        } else if let Some((_, last, n)) = alike.iter_mut().find(|(a, _, _)| a.counts == row.counts)
+        {
+            *last = row.name;
+            *n += 1;
+        } else {
+            let first = row.name.clone();
+            alike.push((row, first, 1));
+        }
+    }
+    for (mut row, last, n) in alike {
+        if n > 1 {
+            row.name = format!("{} … {last} ({n} nodes)", row.name);
+        }
+        out.push(row);
+    }
+    out
+}
+
 fn print_report(r: &Report, args: &UpArgs) {
-    let width = r
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
     if r.dry_run {
         for n in &r.nodes {
             println!("{}:", n.name);
@@ -164,6 +212,7 @@ fn print_report(r: &Report, args: &UpArgs) {
                 let what = match s.outcome {
                     Outcome::WouldRun => "would run",
                     Outcome::Unchanged => "unchanged, skip",
+                    Outcome::Skipped if s.reason.is_some() => "skip",
                     Outcome::Skipped => "before --from, skip",
                     _ => "not reachable",
                 };
@@ -180,23 +229,17 @@ fn print_report(r: &Report, args: &UpArgs) {
         }
         return;
     }
+    let rows = table(r);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
     println!(
         "{:<width$}  {:>7}  {:>9}  {:>6}  {:>7}  result",
         "node", "changed", "unchanged", "checks", "not run"
     );
-    for n in &r.nodes {
-        let result = match &n.failure {
-            Some(f) => format!("FAILED at {}", f.step),
-            None if n.count(&Outcome::NotRun) > 0 => "stopped".to_string(),
-            None => "done".to_string(),
-        };
+    for row in &rows {
+        let [changed, unchanged, checks, not_run] = row.counts;
         println!(
-            "{:<width$}  {:>7}  {:>9}  {:>6}  {:>7}  {result}",
-            n.name,
-            n.count(&Outcome::Changed),
-            n.count(&Outcome::Unchanged),
-            n.count(&Outcome::Checked),
-            n.count(&Outcome::NotRun),
+            "{:<width$}  {changed:>7}  {unchanged:>9}  {checks:>6}  {not_run:>7}  {}",
+            row.name, row.result
         );
     }
     for c in &r.checks {
@@ -247,17 +290,43 @@ fn print_report(r: &Report, args: &UpArgs) {
     }
 }
 
-/// One live line per node on a terminal; a line per finished step otherwise.
+/// Up to this many nodes get a live line each on a terminal; more share one summary line.
+const LINES_PER_NODE_UP_TO: usize = 40;
+
+/// On a terminal, one live line per node (a summary line for large clusters); a line per
+/// finished step otherwise.
 struct Progress {
-    bars: Option<(MultiProgress, Vec<(String, ProgressBar)>)>,
+    bars: Option<Bars>,
     plain: bool,
     out: Mutex<()>,
+}
+
+enum Bars {
+    /// A line per node; events find theirs by name in a map, not by a scan.
+    PerNode {
+        /// Draws the lines; kept for as long as they live.
+        _multi: MultiProgress,
+        bars: HashMap<String, ProgressBar>,
+    },
+    /// One line: nodes done out of all, failures, the last step started.
+    Summary(ProgressBar, AtomicUsize),
 }
 
 impl Progress {
     fn new(names: &[String], enabled: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bars = (enabled && tty).then(|| {
+            if names.len() > LINES_PER_NODE_UP_TO {
+                let b = ProgressBar::new(names.len() as u64);
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed:>4} {pos}/{len} nodes done {wide_msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.enable_steady_tick(Duration::from_millis(120));
+                return Bars::Summary(b, AtomicUsize::new(0));
+            }
             let mp = MultiProgress::new();
             let width = names.iter().map(|n| n.len()).max().unwrap_or(4);
             let style = ProgressStyle::with_template(&format!(
@@ -275,7 +344,7 @@ impl Progress {
                     (n.clone(), b)
                 })
                 .collect();
-            (mp, bars)
+            Bars::PerNode { _multi: mp, bars }
         });
         Progress {
             bars,
@@ -284,36 +353,43 @@ impl Progress {
         }
     }
 
-    fn bar(&self, node: &str) -> Option<&ProgressBar> {
-        self.bars
-            .as_ref()?
-            .1
-            .iter()
-            .find(|(n, _)| n == node)
-            .map(|(_, b)| b)
-    }
-
     fn finish(&self) {
-        if let Some((_, bars)) = &self.bars {
-            for (_, b) in bars {
-                if !b.is_finished() {
-                    b.finish();
+        match &self.bars {
+            Some(Bars::PerNode { bars, .. }) => {
+                for b in bars.values() {
+                    if !b.is_finished() {
+                        b.finish();
+                    }
                 }
             }
-            // The bars leave the cursor at the end of the last one; the table starts below.
-            eprintln!();
+            Some(Bars::Summary(b, _)) => b.finish(),
+            None => return,
         }
+        // The bars leave the cursor at the end of the last one; the table starts below.
+        eprintln!();
     }
 }
 
 impl Observer for Progress {
     fn event(&self, e: Event<'_>) {
         match e {
-            Event::StepStarted { node, step } => {
-                if let Some(b) = self.bar(node) {
-                    b.set_message(step.to_string());
+            Event::StepStarted { node, step } => match &self.bars {
+                Some(Bars::PerNode { bars, .. }) => {
+                    if let Some(b) = bars.get(node) {
+                        b.set_message(step.to_string());
+                    }
                 }
-            }
+                Some(Bars::Summary(b, failed)) => {
+                    let failed = failed.load(Ordering::Relaxed);
+                    let failed = if failed > 0 {
+                        format!("{failed} FAILED, ")
+                    } else {
+                        String::new()
+                    };
+                    b.set_message(format!("({failed}now {step} on {node})"));
+                }
+                None => {}
+            },
             Event::StepFinished {
                 node,
                 step,
@@ -324,11 +400,87 @@ impl Observer for Progress {
                     eprintln!("{node}: {step} {outcome:?}");
                 }
             }
-            Event::NodeDone { node, failed } => {
-                if let Some(b) = self.bar(node) {
-                    b.finish_with_message(if failed { "FAILED" } else { "done" });
+            Event::NodeDone { node, failed } => match &self.bars {
+                Some(Bars::PerNode { bars, .. }) => {
+                    if let Some(b) = bars.get(node) {
+                        b.finish_with_message(if failed { "FAILED" } else { "done" });
+                    }
                 }
-            }
+                Some(Bars::Summary(b, count)) => {
+                    if failed {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    b.inc(1);
+                }
+                None => {}
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deploy::executor::StepReport;
+    use deploy::{At, Failure, NodeReport};
+    use plan::StepId;
+
+    fn report(n: usize) -> Report {
+        let node = |i: usize| NodeReport {
+            name: format!("w{i}"),
+            steps: [StepId::PreflightHost, StepId::PrepareSysctl]
+                .into_iter()
+                .map(|id| StepReport {
+                    id,
+                    outcome: if id == StepId::PrepareSysctl && i % 2 == 0 {
+                        Outcome::Changed
+                    } else if id == StepId::PrepareSysctl {
+                        Outcome::Unchanged
+                    } else {
+                        Outcome::Checked
+                    },
+                    millis: 0,
+                    reason: None,
+                })
+                .collect(),
+            failure: (i == 7).then(|| Failure {
+                node: format!("w{i}"),
+                step: At::Step(StepId::PrepareSysctl),
+                command: "sysctl".into(),
+                exit_code: Some(1),
+                stderr_tail: vec![],
+                hint: String::new(),
+            }),
+            backups: vec![],
+            log: "w.log".into(),
+        };
+        Report {
+            nodes: (1..=n).map(node).collect(),
+            warnings: vec![],
+            checks: vec![],
+            stopped: None,
+            dry_run: false,
+            millis: 0,
+        }
+    }
+
+    #[test]
+    fn a_small_cluster_gets_a_row_per_node() {
+        let rows = table(&report(5));
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[1].name, "w2");
+        assert_eq!(rows[1].counts, [1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn a_large_cluster_gets_a_row_per_kind_of_done_node_and_one_per_failure() {
+        let rows = table(&report(5000));
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["w7", "w1 … w4999 (2499 nodes)", "w2 … w5000 (2500 nodes)"]
+        );
+        assert_eq!(rows[0].result, "FAILED at prepare/sysctl");
+        assert_eq!(rows[2].counts, [1, 0, 1, 0]);
     }
 }

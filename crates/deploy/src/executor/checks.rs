@@ -2,10 +2,12 @@
 //! Kubernetes-binary boundary before a phase that needs kubeadm/kubectl, and the checks a
 //! phase declares (the VIP held by exactly one node, every etcd member healthy).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use plan::{ClusterCheck, FrontdoorKind, Phase, Plan, StepId};
+use tokio::sync::Semaphore;
 
 use super::Options;
 use super::node::NodeRun;
@@ -60,15 +62,8 @@ pub(super) async fn run(
     }
 }
 
-fn unix_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-}
-
-/// Facts from every node's preflight, clocks read one round trip each, and the VIP's ARP
-/// owner as seen from the first control-plane node.
+/// Facts from every node's preflight, clocks as each node's records read saw them, and the
+/// VIP's ARP owner as seen from the first control-plane node.
 async fn cross_node(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
     let facts: Vec<(String, Facts)> = nodes
         .iter()
@@ -77,23 +72,11 @@ async fn cross_node(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
             Some((n.name().to_string(), plan::facts::parse(&out)))
         })
         .collect();
-    let clocks = nodes.iter().filter(|n| !n.failed()).map(|n| async move {
-        let sent = unix_secs();
-        let out = n
-            .probe(
-                Purpose::Clock,
-                "date +%s.%N".into(),
-                Duration::from_secs(10),
-            )
-            .await?;
-        let received = unix_secs();
-        let clock: f64 = out.trim().parse().ok()?;
-        Some((
-            n.name().to_string(),
-            ClockSample::new(sent, received, clock),
-        ))
-    });
-    let clocks: Vec<(String, ClockSample)> = join_all(clocks).await.into_iter().flatten().collect();
+    let clocks: Vec<(String, ClockSample)> = nodes
+        .iter()
+        .filter(|n| !n.failed())
+        .filter_map(|n| Some((n.name().to_string(), n.clock?)))
+        .collect();
     let mut findings = preflight::cross_node(&facts, &clocks);
     findings.extend(preflight::kubeadm_versions(
         &facts,
@@ -122,12 +105,23 @@ async fn cross_node(nodes: &[NodeRun<'_>], plan: &Plan) -> Vec<Finding> {
             findings.extend(preflight::vip_owner(&vip, mac.as_deref(), &facts));
         }
     }
+    // Into the log of each node a finding names (by word: a lookup, not a scan of every node
+    // per finding).
+    let by_name: HashMap<&str, &NodeRun<'_>> = nodes.iter().map(|n| (n.name(), n)).collect();
     for f in &findings {
-        for n in nodes {
-            if f.message.contains(n.name()) {
-                n.log(&format!("preflight: {f:?}"));
-            }
+        let mut named: Vec<&str> = f
+            .message
+            .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+            .filter(|w| by_name.contains_key(w))
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        for w in named {
+            by_name[w].log(&format!("preflight: {f:?}"));
         }
+    }
+    for n in nodes {
+        n.flush_log();
     }
     findings
 }
@@ -139,6 +133,7 @@ pub(super) async fn kubernetes_boundary(
     nodes: &[NodeRun<'_>],
     phase: Phase,
     opts: &Options,
+    sem: &Semaphore,
 ) -> Option<Stop> {
     let tools = phase.policy().tools;
     if tools.is_empty() {
@@ -159,6 +154,7 @@ pub(super) async fn kubernetes_boundary(
     let probes = needing.iter().map(|n| {
         let script = script.clone();
         async move {
+            let _permit = sem.acquire().await.ok();
             let out = n.probe(Purpose::Tools, script, opts.step_timeout).await?;
             (out.trim() == "absent").then(|| n.name().to_string())
         }
@@ -174,6 +170,7 @@ pub(super) async fn kubernetes_boundary(
         n.log(&format!(
             "## stop: kubeadm/kubectl not installed; phase {phase} needs them"
         ));
+        n.flush_log();
     }
     Some(Stop::KubernetesBinaries {
         nodes: missing,

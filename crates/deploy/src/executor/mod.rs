@@ -7,6 +7,7 @@
 //! A failed worker drops out and the others go on; a failure on a control-plane or etcd node
 //! stops every later phase, since all of them depend on it.
 
+pub mod batch;
 mod checks;
 mod node;
 mod report;
@@ -85,10 +86,23 @@ pub async fn execute(
 ) -> Report {
     let started = Instant::now();
     let _ = std::fs::create_dir_all(&opts.log_dir);
+    let mut cache = crate::record::DigestCache::default();
     let mut nodes: Vec<NodeRun<'_>> = select(plan, &opts.only)
         .into_iter()
-        .map(|s| NodeRun::new(s.node, connections.remove(&s.node.name), s.token_only, opts))
+        .map(|s| {
+            NodeRun::new(
+                s.node,
+                connections.remove(&s.node.name),
+                s.token_only,
+                opts,
+                &mut cache,
+            )
+        })
         .collect();
+    drop(cache);
+    // At most --concurrency nodes are talked to at once (all-at-once rollouts aside), so
+    // channels and log files open at once are bounded by it, not by the node count.
+    let sem = Semaphore::new(opts.concurrency.max(1));
     let mut run = Run {
         warnings: Vec::new(),
         checks: Vec::new(),
@@ -98,7 +112,16 @@ pub async fn execute(
     run.stop_if_blocked(&nodes);
     if run.stopped.is_none() {
         let from = opts.from;
-        futures_util::future::join_all(nodes.iter_mut().map(|n| n.read_records(from))).await;
+        let sem = &sem;
+        // The preflight checks go along with the records read, unless --from, a dry run or
+        // --only (the token node) could leave them out.
+        let along = |n: &NodeRun<'_>| !opts.dry_run && from.is_none() && !n.token_only;
+        futures_util::future::join_all(nodes.iter_mut().map(|n| async move {
+            let _permit = sem.acquire().await.ok();
+            let with_preflight = along(n);
+            n.read_records(from, with_preflight).await
+        }))
+        .await;
         run.stop_if_blocked(&nodes);
         schedule::settle_join_token(&mut nodes);
     }
@@ -108,12 +131,11 @@ pub async fn execute(
         }
         return run.finish(nodes, true, started);
     }
-    let sem = Semaphore::new(opts.concurrency.max(1));
     for phase in Phase::ALL {
         if run.stopped.is_some() {
             break;
         }
-        if let Some(stop) = checks::kubernetes_boundary(&nodes, phase, opts).await {
+        if let Some(stop) = checks::kubernetes_boundary(&nodes, phase, opts, &sem).await {
             run.stopped = Some(stop);
             break;
         }

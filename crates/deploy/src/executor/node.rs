@@ -9,10 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plan::{NodePlan, Phase, Step, StepId};
 
-use super::report::{At, Failure, NodeReport, Outcome, StepReport, TRACE};
+use super::batch::{self, Part, Segment};
+use super::report::{At, Failure, NodeReport, Outcome, StepReport};
 use super::{Event, Observer, Options};
+use crate::preflight::ClockSample;
 use crate::record::{self, Decision};
-use crate::transport::{Exec, Purpose, Transport, TransportError};
+use crate::transport::{Exec, Output, Purpose, Transport, TransportError};
 use crate::upload::{self, Written};
 
 pub(super) struct NodeRun<'a> {
@@ -21,11 +23,20 @@ pub(super) struct NodeRun<'a> {
     pub decisions: BTreeMap<StepId, Decision>,
     digests: record::Digests,
     report: Mutex<NodeReport>,
-    log: Mutex<Option<std::fs::File>>,
+    /// Log text not yet appended to the node's log file. The file is opened only to append
+    /// (after the records, after each phase, at the end), so a run holds no file per node.
+    log: Mutex<Vec<u8>>,
+    log_path: std::path::PathBuf,
     stdout_of: Mutex<BTreeMap<StepId, String>>,
+    /// The node's clock against ours, from the records read.
+    pub clock: Option<ClockSample>,
+    /// What the preflight steps left when they went along with the records read, and how
+    /// long that command took: the preflight phase settles them instead of sending them.
+    early: Mutex<Option<(Output, u64)>>,
     /// Not chosen with --only, here only for the join token step the chosen nodes need.
     pub token_only: bool,
     masked: Vec<String>,
+    step_timeout: Duration,
 }
 
 impl<'a> NodeRun<'a> {
@@ -34,9 +45,9 @@ impl<'a> NodeRun<'a> {
         connection: Option<Result<Box<dyn Transport>, TransportError>>,
         token_only: bool,
         opts: &Options,
+        cache: &mut record::DigestCache,
     ) -> Self {
         let log_path = opts.log_dir.join(format!("{}.log", plan.name));
-        let log = open_log(&log_path);
         let (transport, failure) = match connection {
             Some(Ok(t)) => (Some(t), None),
             Some(Err(e)) => (None, Some(e.to_string())),
@@ -46,7 +57,7 @@ impl<'a> NodeRun<'a> {
             plan,
             transport,
             decisions: BTreeMap::new(),
-            digests: record::digests(plan, &opts.masked),
+            digests: record::digests_cached(plan, &opts.masked, cache),
             report: Mutex::new(NodeReport {
                 name: plan.name.clone(),
                 steps: plan
@@ -61,12 +72,16 @@ impl<'a> NodeRun<'a> {
                     .collect(),
                 failure: None,
                 backups: Vec::new(),
-                log: log_path,
+                log: log_path.clone(),
             }),
-            log: Mutex::new(log),
+            log: Mutex::new(Vec::new()),
+            log_path,
             stdout_of: Mutex::new(BTreeMap::new()),
+            clock: None,
+            early: Mutex::new(None),
             token_only,
             masked: opts.masked.clone(),
+            step_timeout: opts.step_timeout,
         };
         if let Some(e) = failure {
             run.fail(Failure {
@@ -150,13 +165,26 @@ impl<'a> NodeRun<'a> {
     }
 
     pub fn log(&self, text: &str) {
-        if let Ok(mut g) = self.log.lock()
-            && let Some(f) = g.as_mut()
-        {
-            let _ = f.write_all(self.redact(text).as_bytes());
+        if let Ok(mut g) = self.log.lock() {
+            g.extend_from_slice(self.redact(text).as_bytes());
             if !text.ends_with('\n') {
-                let _ = f.write_all(b"\n");
+                g.push(b'\n');
             }
+        }
+    }
+
+    /// Appends what was logged since the last flush to the node's log file, and closes it.
+    pub fn flush_log(&self) {
+        let Ok(mut g) = self.log.lock() else {
+            return;
+        };
+        if g.is_empty() {
+            return;
+        }
+        // Taken, not cleared: thousands of idle nodes keep no buffer between phases.
+        let text = std::mem::take(&mut *g);
+        if let Some(mut f) = open_log(&self.log_path) {
+            let _ = f.write_all(&text);
         }
     }
 
@@ -182,6 +210,7 @@ impl<'a> NodeRun<'a> {
     }
 
     pub fn into_report(self) -> NodeReport {
+        self.flush_log();
         self.report.into_inner().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -200,8 +229,11 @@ impl<'a> NodeRun<'a> {
         Some(out.stdout_str())
     }
 
-    /// Reads what the node has done before and decides every step.
-    pub async fn read_records(&mut self, from: Option<StepId>) {
+    /// Reads what the node has done before (and its clock) in one command, and decides every
+    /// step. With `with_preflight`, the preflight steps (checks that run every time, nothing
+    /// recorded) go along in the same command: a re-run that changes nothing then costs this
+    /// command plus one per later phase with every-run steps.
+    pub async fn read_records(&mut self, from: Option<StepId>, with_preflight: bool) {
         let Some(t) = self.transport.as_ref() else {
             return;
         };
@@ -211,23 +243,72 @@ impl<'a> NodeRun<'a> {
             .iter()
             .map(|a| a.path.as_str())
             .collect();
-        let exec = Exec::new(record::read_script(&paths), Duration::from_secs(60))
-            .purpose(Purpose::Records);
+        let mut script = record::read_script(&paths);
+        let mut exec_stdin = Vec::new();
+        let mut timeout = Duration::from_secs(60);
+        let check = Decision::Check;
+        let preflight: Vec<(&Step, &Decision)> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.phase() == Phase::Preflight)
+            .map(|s| (s, &check))
+            .collect();
+        let along =
+            with_preflight && !preflight.is_empty() && preflight.iter().all(|(s, _)| !s.changes);
+        if along {
+            match self.command(&preflight) {
+                Ok((more, stdin)) => {
+                    script.push_str(&more);
+                    exec_stdin = stdin;
+                    timeout += self.step_timeout * preflight.len() as u32;
+                }
+                Err(_) => return,
+            }
+        }
+        let mut exec = Exec::new(script, timeout).purpose(Purpose::Records);
+        exec.stdin = exec_stdin;
+        let sent = unix_secs();
+        let t0 = Instant::now();
         let res = t.run(&exec).await;
-        match res {
-            Ok(o) if o.success() => {
-                let records = record::parse(&o.stdout_str());
+        let ms = t0.elapsed().as_millis() as u64;
+        let received = unix_secs();
+        let read = match &res {
+            Ok(o) if o.stdout_str().lines().any(|l| l == record::READ_DONE) => Some(o.stdout_str()),
+            _ => None,
+        };
+        match read {
+            Some(stdout) => {
+                let records = record::parse(&stdout);
+                // The node read its clock first; whatever ran after it does not widen the
+                // window the reading fell in.
+                let node_end = batch::split(&stdout, "")
+                    .last()
+                    .and_then(|s| s.ended_ns.or(s.started_ns))
+                    .map(|ns| ns as f64 / 1e9);
+                let received = match (records.clock, node_end) {
+                    (Some(c), Some(end)) if end >= c => (received - (end - c)).max(sent),
+                    _ => received,
+                };
+                self.clock = records.clock.map(|c| ClockSample::new(sent, received, c));
                 self.decisions = record::decide(self.plan, &records, &self.digests, from)
                     .into_iter()
                     .collect();
+                if along
+                    && let Ok(o) = res
+                    && let Ok(mut e) = self.early.lock()
+                {
+                    *e = Some((o, ms));
+                }
             }
-            other => self.fail(Failure::from_run(
+            None => self.fail(Failure::from_run(
                 &self.plan.name,
                 At::Records,
                 "read step records",
-                other.as_ref(),
+                res.as_ref(),
             )),
         }
+        self.flush_log();
     }
 
     /// What `--dry-run` reports for every step.
@@ -236,6 +317,7 @@ impl<'a> NodeRun<'a> {
             let (outcome, reason) = match self.decisions.get(&s.id) {
                 Some(Decision::Unchanged) => (Outcome::Unchanged, None),
                 Some(Decision::BeforeFrom) => (Outcome::Skipped, None),
+                Some(d @ Decision::NotNeeded) => (Outcome::Skipped, reason(d)),
                 Some(Decision::Check) => (Outcome::WouldRun, Some("check".into())),
                 Some(d @ (Decision::Run { .. } | Decision::Drifted(_))) => {
                     (Outcome::WouldRun, reason(d))
@@ -246,15 +328,47 @@ impl<'a> NodeRun<'a> {
         }
     }
 
-    /// This node's steps of `phase`, in order, until one fails.
+    /// This node's steps of `phase`, in order, until one fails: those recorded as unchanged
+    /// are skipped here, the rest run as one command (`batch`).
     pub async fn run_phase(&self, phase: Phase, opts: &Options, observer: &dyn Observer) {
         let node = self.name();
-        for step in self.plan.steps.iter().filter(|s| s.phase() == phase) {
-            if self.failed() {
-                return;
+        if self.failed() {
+            return;
+        }
+        let steps: Vec<&Step> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.phase() == phase)
+            .take_while(|s| self.decisions.contains_key(&s.id))
+            .collect();
+        let todo: Vec<(&Step, &Decision)> = steps
+            .iter()
+            .filter_map(|s| match &self.decisions[&s.id] {
+                Decision::Unchanged | Decision::BeforeFrom | Decision::NotNeeded => None,
+                d => Some((*s, d)),
+            })
+            .collect();
+        let early = match self.early.lock() {
+            Ok(mut e) if phase == Phase::Preflight => e.take(),
+            _ => None,
+        };
+        let failed_at = match early {
+            _ if todo.is_empty() => None,
+            // Sent along with the records read: only their outcomes are left to settle.
+            Some((out, ms)) => {
+                observer.event(Event::StepStarted {
+                    node,
+                    step: todo[0].0.id,
+                });
+                self.settle(&todo, Ok(out), ms, observer)
             }
-            match self.decisions.get(&step.id) {
-                Some(Decision::Unchanged) => {
+            None => self.run_steps(&todo, opts, observer).await,
+        };
+        // What is skipped, up to the step that failed (later ones stay not run).
+        for step in steps.iter().take_while(|s| Some(s.id) != failed_at) {
+            match &self.decisions[&step.id] {
+                Decision::Unchanged => {
                     self.set_outcome(step.id, Outcome::Unchanged, 0, None);
                     self.log(&format!(
                         "## {} unchanged since the last run: skipped",
@@ -266,39 +380,18 @@ impl<'a> NodeRun<'a> {
                         outcome: &Outcome::Unchanged,
                     });
                 }
-                Some(Decision::BeforeFrom) => {
-                    self.set_outcome(step.id, Outcome::Skipped, 0, None);
+                Decision::BeforeFrom => self.set_outcome(step.id, Outcome::Skipped, 0, None),
+                d @ Decision::NotNeeded => {
+                    self.set_outcome(step.id, Outcome::Skipped, 0, reason(d));
+                    self.log(&format!("## {} not needed now: skipped", step.id));
                 }
-                Some(d) => {
-                    observer.event(Event::StepStarted {
-                        node,
-                        step: step.id,
-                    });
-                    let t0 = Instant::now();
-                    let ok = self.run_step(step, opts).await;
-                    let outcome = match (ok, step.changes) {
-                        (false, _) => Outcome::Failed,
-                        (true, true) => Outcome::Changed,
-                        (true, false) => Outcome::Checked,
-                    };
-                    self.set_outcome(
-                        step.id,
-                        outcome.clone(),
-                        t0.elapsed().as_millis() as u64,
-                        reason(d),
-                    );
-                    observer.event(Event::StepFinished {
-                        node,
-                        step: step.id,
-                        outcome: &outcome,
-                    });
-                    if !ok {
-                        observer.event(Event::NodeDone { node, failed: true });
-                        return;
-                    }
-                }
-                None => return,
+                _ => {}
             }
+        }
+        self.flush_log();
+        if failed_at.is_some() {
+            observer.event(Event::NodeDone { node, failed: true });
+            return;
         }
         if self.plan.steps.last().map(|s| s.phase()) == Some(phase) {
             observer.event(Event::NodeDone {
@@ -308,82 +401,192 @@ impl<'a> NodeRun<'a> {
         }
     }
 
-    /// One command per step: its files over stdin, then its script, then its record.
-    async fn run_step(&self, step: &Step, opts: &Options) -> bool {
-        let Some(t) = self.transport.as_ref() else {
-            return false;
+    /// The script and stdin of `steps` (in plan order) as one command: each its files over
+    /// stdin, its script, its record. Logs what will run. `Err`: the step whose file the plan
+    /// lacks (failed).
+    fn command(&self, steps: &[(&Step, &Decision)]) -> Result<(String, Vec<u8>), StepId> {
+        let mut files: Vec<Vec<&plan::Artifact>> = Vec::new();
+        for (step, _) in steps {
+            let mut mine = Vec::new();
+            for path in &step.uploads {
+                let Some(a) = self.plan.artifact(path) else {
+                    self.fail(Failure {
+                        node: self.plan.name.clone(),
+                        step: At::Step(step.id),
+                        command: format!("write {path}"),
+                        exit_code: None,
+                        stderr_tail: vec![],
+                        hint: "the plan lists a file it does not carry; this is a kubeha bug"
+                            .into(),
+                    });
+                    return Err(step.id);
+                };
+                mine.push(a);
+            }
+            files.push(mine);
+        }
+        let bytes: Vec<Vec<&[u8]>> = files
+            .iter()
+            .map(|fs| fs.iter().map(|a| &a.contents[..]).collect())
+            .collect();
+        let parts: Vec<Part<'_>> = steps
+            .iter()
+            .zip(&files)
+            .zip(&bytes)
+            .map(|(((step, _), fs), b)| Part {
+                id: step.id,
+                puts: upload::put_lines(fs),
+                stdin: b,
+                run: step.run.as_deref(),
+                record: step.changes.then(|| {
+                    record::write_script(
+                        step.id,
+                        &record::fingerprint(step, self.plan, &self.digests),
+                    )
+                }),
+            })
+            .collect();
+        let prelude = if files.iter().any(|f| !f.is_empty()) {
+            upload::put_function()
+        } else {
+            String::new()
         };
-        self.log(&format!(
-            "\n## {} ({}) at {}",
-            step.id,
-            step.description,
-            unix_now()
-        ));
-        let mut files = Vec::new();
-        for path in &step.uploads {
-            let Some(a) = self.plan.artifact(path) else {
-                self.fail(Failure {
-                    node: self.plan.name.clone(),
-                    step: At::Step(step.id),
-                    command: format!("write {path}"),
-                    exit_code: None,
-                    stderr_tail: vec![],
-                    hint: "the plan lists a file it does not carry; this is a kubeha bug".into(),
-                });
-                return false;
-            };
-            files.push(a);
-        }
-        let (mut script, stdin) = upload::puts(&files);
-        if let Some(run) = &step.run {
-            // In a subshell, so a script that finishes early with `exit 0` still gets its record.
-            script.push_str(&format!("PS4='{TRACE}'\nset -x\n(\n{run}\n)\nset +x\n"));
-            self.log(&format!("$ sh -eu <<'EOF'\n{run}\nEOF"));
-        }
-        if step.changes {
-            script.push_str(&record::write_script(
-                step.id,
-                &record::fingerprint(step, self.plan, &self.digests),
+        let started = unix_now();
+        for (step, _) in steps {
+            self.log(&format!(
+                "\n## {} ({}) at {started}",
+                step.id, step.description
             ));
-            script.push('\n');
+            if let Some(run) = &step.run {
+                self.log(&format!("$ sh -eu <<'EOF'\n{run}\nEOF"));
+            }
         }
-        let mut exec = Exec::new(script, opts.step_timeout).purpose(Purpose::Step(step.id));
+        if steps.len() > 1 {
+            let ids: Vec<String> = steps.iter().map(|(s, _)| s.id.to_string()).collect();
+            self.log(&format!("# as one command: {}", ids.join(", ")));
+        }
+        Ok(batch::script(&prelude, &parts))
+    }
+
+    /// `steps` (in plan order) as one command; the step that failed, if one did.
+    async fn run_steps(
+        &self,
+        steps: &[(&Step, &Decision)],
+        opts: &Options,
+        observer: &dyn Observer,
+    ) -> Option<StepId> {
+        let Some(t) = self.transport.as_ref() else {
+            return Some(steps[0].0.id);
+        };
+        let (script, stdin) = match self.command(steps) {
+            Ok(c) => c,
+            Err(id) => return Some(id),
+        };
+        // Every step keeps its own limit: the command may take the sum.
+        let timeout = opts.step_timeout * steps.len() as u32;
+        let mut exec = Exec::new(script, timeout).purpose(Purpose::Steps(steps[0].0.phase()));
         exec.stdin = stdin;
+        observer.event(Event::StepStarted {
+            node: self.name(),
+            step: steps[0].0.id,
+        });
+        let t0 = Instant::now();
         let res = t.run(&exec).await;
-        match &res {
-            Ok(o) => {
-                let stdout = o.stdout_str();
-                for (path, w) in upload::parse(&stdout) {
-                    self.log(&format!("write {path}: {w:?}"));
-                    if let Written::BackedUp(b) = w
-                        && let Ok(mut r) = self.report.lock()
-                    {
-                        r.backups.push(b);
-                    }
-                }
-                self.log(&format!(
-                    "--- stdout\n{stdout}--- stderr\n{}--- exit {:?}",
-                    o.stderr_str(),
-                    o.exit
+        self.settle(steps, res, t0.elapsed().as_millis() as u64, observer)
+    }
+
+    /// Outcomes, logs and the failure of `steps` from what their command left.
+    fn settle(
+        &self,
+        steps: &[(&Step, &Decision)],
+        res: Result<Output, TransportError>,
+        total_ms: u64,
+        observer: &dyn Observer,
+    ) -> Option<StepId> {
+        let node = self.name();
+        let out = match res {
+            Ok(o) => o,
+            Err(e) => {
+                // No output at all: the first step that may not have finished is the first.
+                self.log(&format!("--- transport error: {e}"));
+                let (step, d) = steps[0];
+                self.set_outcome(step.id, Outcome::Failed, total_ms, reason(d));
+                observer.event(Event::StepFinished {
+                    node,
+                    step: step.id,
+                    outcome: &Outcome::Failed,
+                });
+                let fallback = format!("write {}", step.uploads.join(" "));
+                self.fail(Failure::from_run(
+                    &self.plan.name,
+                    At::Step(step.id),
+                    &fallback,
+                    Err(&e),
                 ));
-                if let Ok(mut s) = self.stdout_of.lock() {
-                    s.insert(step.id, stdout);
-                }
-                if o.success() {
-                    return true;
+                return Some(step.id);
+            }
+        };
+        let segs = batch::split(&out.stdout_str(), &out.stderr_str());
+        let mut spent = 0u64;
+        for (i, (step, d)) in steps.iter().enumerate() {
+            let seg: Option<&Segment> = segs.get(i).filter(|s| s.id == step.id.as_str());
+            let last = i + 1 == segs.len().max(1);
+            let ok = out.success() || (!last && seg.is_some());
+            let millis = match seg.and_then(|s| s.ended_ns?.checked_sub(s.started_ns?)) {
+                Some(ns) => (ns / 1_000_000) as u64,
+                None => total_ms.saturating_sub(spent),
+            };
+            spent += millis;
+            let (stdout, stderr) = match seg {
+                Some(s) => (s.stdout.clone(), s.stderr.clone()),
+                // Nothing of this step's own: whatever the command printed is its.
+                None => (out.stdout_str(), out.stderr_str()),
+            };
+            for (path, w) in upload::parse(&stdout) {
+                self.log(&format!("write {path}: {w:?}"));
+                if let Written::BackedUp(b) = w
+                    && let Ok(mut r) = self.report.lock()
+                {
+                    r.backups.push(b);
                 }
             }
-            Err(e) => self.log(&format!("--- transport error: {e}")),
+            let exit = if ok { Some(0) } else { out.exit };
+            self.log(&format!(
+                "## {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- exit {exit:?}",
+                step.id
+            ));
+            let outcome = match (ok, step.changes) {
+                (false, _) => Outcome::Failed,
+                (true, true) => Outcome::Changed,
+                (true, false) => Outcome::Checked,
+            };
+            self.set_outcome(step.id, outcome.clone(), millis, reason(d));
+            if let Ok(mut s) = self.stdout_of.lock() {
+                s.insert(step.id, stdout.clone());
+            }
+            observer.event(Event::StepFinished {
+                node,
+                step: step.id,
+                outcome: &outcome,
+            });
+            if !ok {
+                // Without a trace line the failure was in writing the files.
+                let fallback = format!("write {}", step.uploads.join(" "));
+                let alone = Output {
+                    exit: out.exit,
+                    stdout: stdout.into_bytes(),
+                    stderr: stderr.into_bytes(),
+                };
+                self.fail(Failure::from_run(
+                    &self.plan.name,
+                    At::Step(step.id),
+                    &fallback,
+                    Ok(&alone),
+                ));
+                return Some(step.id);
+            }
         }
-        // Without a trace line the failure was in writing the files.
-        let fallback = format!("write {}", step.uploads.join(" "));
-        self.fail(Failure::from_run(
-            &self.plan.name,
-            At::Step(step.id),
-            &fallback,
-            res.as_ref(),
-        ));
-        false
+        None
     }
 }
 
@@ -396,8 +599,16 @@ fn reason(d: &Decision) -> Option<String> {
             "changed on the node since the last run: {}",
             files.join(", ")
         )),
+        Decision::NotNeeded => Some("no join runs now".into()),
         _ => None,
     }
+}
+
+fn unix_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 fn unix_now() -> String {

@@ -17,7 +17,8 @@ pub enum Outcome {
     Unchanged,
     /// A read-only check (or an every-run step) ran.
     Checked,
-    /// Left alone: before `--from`.
+    /// Left alone: before `--from`, or not needed in this run (the join token step when
+    /// nothing joins).
     Skipped,
     Failed,
     /// Not reached: an earlier failure or stop.

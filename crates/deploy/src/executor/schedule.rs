@@ -39,8 +39,9 @@ pub fn select<'a>(plan: &'a Plan, only: &[String]) -> Vec<Selected<'a>> {
 }
 
 /// The join token step runs whenever a join runs in this execution (also with --from after
-/// init, or --only without the first control-plane node), and not at all otherwise when its
-/// node was not chosen.
+/// init, or --only without the first control-plane node), and not otherwise: it makes this
+/// run's token for the joins, and a run without joins needs none (a re-run that changes
+/// nothing saves the kubeadm boundary probe and a command on the first control-plane node).
 pub(super) fn settle_join_token(nodes: &mut [NodeRun<'_>]) {
     let joins_run = nodes
         .iter()
@@ -51,8 +52,12 @@ pub(super) fn settle_join_token(nodes: &mut [NodeRun<'_>]) {
                 n.decisions.insert(s.id, Decision::BeforeFrom);
             }
         }
-        if joins_run && n.decisions.contains_key(&StepId::InitJoinToken) {
-            n.decisions.insert(StepId::InitJoinToken, Decision::Check);
+        if let Some(d) = n.decisions.get_mut(&StepId::InitJoinToken) {
+            *d = match (joins_run, &*d) {
+                (true, _) => Decision::Check,
+                (false, Decision::Check) => Decision::NotNeeded,
+                (false, other) => other.clone(),
+            };
         }
     }
 }

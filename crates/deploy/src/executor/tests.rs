@@ -225,7 +225,101 @@ async fn a_rerun_skips_what_is_recorded_and_runs_only_checks() {
     assert_eq!(outcome(&r, "cp2", StepId::EtcdMember), Outcome::Unchanged);
     assert_eq!(outcome(&r, "cp1", StepId::PrepareHosts), Outcome::Checked);
     // No join ran, so the token step is not needed.
+    assert_eq!(outcome(&r, "cp1", StepId::InitJoinToken), Outcome::Skipped);
+    assert_eq!(ran(&journal, StepId::InitJoinToken), Vec::<&str>::new());
+}
+
+/// The commands each node got, in order.
+fn calls_of(bed: &Bed, node: &str) -> Vec<Purpose> {
+    bed.cluster
+        .calls()
+        .into_iter()
+        .filter(|(n, _)| n == node)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rerun_that_changes_nothing_costs_one_command_per_node_plus_the_every_run_checks() {
+    let bed = Bed::new();
+    bed.done().await;
+    let r = bed.up().await;
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(r.changed(), 0);
+    // A worker: its records (and clock) with the preflight checks in one command, then the
+    // every-run steps of the prepare phase (prepare/hosts), nothing else.
+    let records_then_checks = [Purpose::Records, Purpose::Steps(Phase::Prepare)];
+    assert_eq!(calls_of(&bed, "w1"), records_then_checks);
+    // The control plane adds the cluster checks: the VIP after the front door phase and
+    // after verify, etcd; the first node also who answers ARP for the VIP.
+    let mut cp = records_then_checks.to_vec();
+    cp.extend([Purpose::VipProbe, Purpose::VipProbe, Purpose::EtcdProbe]);
+    assert_eq!(calls_of(&bed, "cp2"), cp);
+    cp.insert(1, Purpose::VipNeighbour);
+    assert_eq!(calls_of(&bed, "cp1"), cp);
+    assert!(
+        bed.cluster
+            .calls()
+            .iter()
+            .all(|(_, p)| *p != Purpose::Tools),
+        "nothing runs kubeadm, so nobody is asked for it"
+    );
+}
+
+#[tokio::test]
+async fn a_first_run_sends_each_phase_of_a_node_as_one_command() {
+    let bed = Bed::new();
+    let r = bed.up().await;
+    assert!(r.ok(), "{r:#?}");
+    let calls = calls_of(&bed, "cp1");
+    let steps: Vec<Phase> = calls
+        .iter()
+        .filter_map(|p| match p {
+            Purpose::Steps(ph) => Some(*ph),
+            _ => None,
+        })
+        .collect();
+    let mut phases: Vec<Phase> = bed.plan.nodes[0].steps.iter().map(|s| s.phase()).collect();
+    phases.dedup();
+    // Preflight went along with the records read.
+    assert_eq!(calls[0], Purpose::Records);
+    assert_eq!(steps, phases[1..]);
+    assert_eq!(outcome(&r, "cp1", StepId::PreflightHost), Outcome::Checked);
+    // Still every step's own record and outcome.
+    assert_eq!(
+        outcome(&r, "cp1", StepId::InitKubeadmInit),
+        Outcome::Changed
+    );
     assert_eq!(outcome(&r, "cp1", StepId::InitJoinToken), Outcome::Checked);
+}
+
+#[tokio::test]
+async fn a_step_that_fails_in_a_batch_keeps_the_earlier_ones_and_leaves_the_rest_for_a_rerun() {
+    let bed = Bed::new();
+    // cp1's init phase is init/kubeadm-init then init/join-token, one command.
+    bed.cluster.fail("cp1", StepId::InitJoinToken);
+    let r = bed.up().await;
+    assert_eq!(
+        outcome(&r, "cp1", StepId::InitKubeadmInit),
+        Outcome::Changed
+    );
+    assert_eq!(outcome(&r, "cp1", StepId::InitJoinToken), Outcome::Failed);
+    let f = r.node("cp1").unwrap().failure.as_ref().unwrap();
+    assert_eq!(f.step, At::Step(StepId::InitJoinToken));
+    assert_eq!(f.command, "false init/join-token");
+    // The re-run redoes only what did not finish.
+    bed.cluster.clear_journal();
+    bed.cluster.unfail("cp1", StepId::InitJoinToken);
+    let r = bed.up().await;
+    assert!(r.ok(), "{r:#?}");
+    assert_eq!(
+        outcome(&r, "cp1", StepId::InitKubeadmInit),
+        Outcome::Unchanged
+    );
+    assert_eq!(
+        outcome(&r, "cp2", StepId::JoinControlPlane),
+        Outcome::Changed
+    );
 }
 
 #[tokio::test]
@@ -509,4 +603,22 @@ async fn control_plane_joins_go_one_at_a_time_and_stop_at_the_first_failure() {
         outcome(&r, "cp3", StepId::JoinControlPlane),
         Outcome::NotRun
     );
+}
+
+#[tokio::test]
+async fn a_preflight_failure_sent_with_the_records_read_stops_before_anything_changes() {
+    let bed = Bed::new();
+    bed.cluster.fail("cp2", StepId::PreflightHost);
+    let r = bed.up().await;
+    let f = r.node("cp2").unwrap().failure.as_ref().unwrap();
+    assert_eq!(f.step, At::Step(StepId::PreflightHost));
+    assert_eq!(f.command, "false preflight/host");
+    assert!(matches!(r.stopped, Some(Stop::Failed { .. })), "{r:#?}");
+    assert!(
+        bed.cluster
+            .journal()
+            .iter()
+            .all(|ran| ran.step.phase() == Phase::Preflight)
+    );
+    assert_eq!(outcome(&r, "cp1", StepId::PreflightHost), Outcome::Checked);
 }

@@ -1,7 +1,9 @@
 //! A scripted transport for tests: no shell, no root. Each node answers by what a script is
 //! for (`Purpose`): steps succeed unless told to fail, and write their record and files into
-//! the node's memory, so record reads answer as a real node would and re-runs skip. Every
-//! step is journaled with its start and end, to check order and overlap.
+//! the node's memory, so record reads answer as a real node would and re-runs skip. A batch
+//! of steps (`executor::batch`) runs step by step and stops at the first that fails. Every
+//! step is journaled with its start and end, to check order and overlap; every command is
+//! counted (`calls`), to check round trips.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -69,6 +71,11 @@ impl Cluster {
         self.with(|s| s.fail.insert((node.to_string(), step)));
     }
 
+    /// `step` succeeds on `node` again.
+    pub fn unfail(&self, node: &str, step: StepId) {
+        self.with(|s| s.fail.remove(&(node.to_string(), step)));
+    }
+
     /// This node answers the VIP probe with `vip held`.
     pub fn hold_vip(&self, node: &str) {
         self.with(|s| s.vip_holder = Some(node.to_string()));
@@ -125,48 +132,84 @@ fn ok(stdout: impl Into<String>) -> Output {
 }
 
 impl FakeNode {
-    fn answer(&self, exec: &Exec) -> Output {
+    /// A batch of steps as the real script runs it: in order, each writing its files and
+    /// record, stopping at the first that is told to fail. The steps that began, and whether
+    /// the last one finished.
+    fn steps(&self, s: &mut State, exec: &Exec) -> (Output, Vec<StepId>, bool) {
+        let name = &self.name;
+        let mut at = 0;
+        let mut began = Vec::new();
+        let mut outputs = Vec::new();
+        let mut finished = true;
+        for (id, part) in crate::executor::batch::steps_of(&exec.script) {
+            let Ok(step) = id.parse::<StepId>() else {
+                continue;
+            };
+            began.push(step);
+            let files = crate::upload::planned(&part, &exec.stdin[at.min(exec.stdin.len())..]);
+            at += files.iter().map(|(_, b)| b.len()).sum::<usize>();
+            if s.fail.contains(&(name.clone(), step)) {
+                outputs.push((
+                    id.clone(),
+                    String::new(),
+                    format!("+kubeha+ false {id}\n{id} failed on {name}\n"),
+                ));
+                finished = false;
+                break;
+            }
+            let node = s.nodes.entry(name.clone()).or_default();
+            let mut out = String::new();
+            for (path, bytes) in files {
+                node.files
+                    .insert(path.clone(), hex::encode(Sha256::digest(&bytes)));
+                out.push_str(&format!("kubeha-file written {path}\n"));
+            }
+            if let Some((record, fp)) = crate::record::written(&part) {
+                node.records.insert(record, fp);
+            }
+            outputs.push((id, out, String::new()));
+        }
+        let (stdout, stderr) = crate::executor::batch::output_of(&outputs, finished);
+        let out = Output {
+            exit: Some(if finished { 0 } else { 1 }),
+            stdout: stdout.into_bytes(),
+            stderr: stderr.into_bytes(),
+        };
+        (out, began, finished)
+    }
+
+    fn answer(&self, exec: &Exec) -> (Output, Vec<StepId>) {
         let name = &self.name;
         self.cluster.with(|s| {
             s.calls.push((name.clone(), exec.purpose));
-            match exec.purpose {
-                Purpose::Step(id) => {
-                    if s.fail.contains(&(name.clone(), id)) {
-                        return Output {
-                            exit: Some(1),
-                            stdout: Vec::new(),
-                            stderr: format!("+kubeha+ false {id}\n{id} failed on {name}\n")
-                                .into_bytes(),
-                        };
-                    }
-                    let node = s.nodes.entry(name.clone()).or_default();
-                    let mut out = String::new();
-                    for (path, bytes) in crate::upload::planned(&exec.script, &exec.stdin) {
-                        node.files
-                            .insert(path.clone(), hex::encode(Sha256::digest(&bytes)));
-                        out.push_str(&format!("kubeha-file written {path}\n"));
-                    }
-                    if let Some((record, fp)) = crate::record::written(&exec.script) {
-                        node.records.insert(record, fp);
-                    }
-                    ok(out)
+            let out = match exec.purpose {
+                Purpose::Steps(_) => {
+                    let (out, began, _) = self.steps(s, exec);
+                    return (out, began);
                 }
                 Purpose::Records => {
                     let node = s.nodes.entry(name.clone()).or_default();
-                    let mut out = String::new();
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default();
+                    let mut out = format!("clock {}.{:09}\n", now.as_secs(), now.subsec_nanos());
                     for (r, fp) in &node.records {
                         out.push_str(&format!("step {r} {fp}\n"));
                     }
                     for (path, sha) in &node.files {
                         out.push_str(&format!("file {sha} {path}\n"));
                     }
-                    ok(out)
-                }
-                Purpose::Clock => {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap_or_default();
-                    ok(format!("{}.{:09}\n", now.as_secs(), now.subsec_nanos()))
+                    out.push_str(crate::record::READ_DONE);
+                    out.push('\n');
+                    // Steps that went along with the read run after it.
+                    if crate::executor::batch::steps_of(&exec.script).is_empty() {
+                        return (ok(out), Vec::new());
+                    }
+                    let (steps, began, _) = self.steps(s, exec);
+                    let mut stdout = out.into_bytes();
+                    stdout.extend_from_slice(&steps.stdout);
+                    let out = Output { stdout, ..steps };
+                    return (out, began);
                 }
                 Purpose::Tools if s.tools_absent => ok("absent\n"),
                 Purpose::Tools => ok("present\n"),
@@ -174,7 +217,8 @@ impl FakeNode {
                 Purpose::VipProbe => ok("vip not-held\n"),
                 Purpose::EtcdProbe => ok("etcd-health {\"health\":\"true\"}\n"),
                 Purpose::VipNeighbour | Purpose::Status | Purpose::Other => ok(""),
-            }
+            };
+            (out, Vec::new())
         })
     }
 }
@@ -182,10 +226,11 @@ impl FakeNode {
 impl Transport for FakeNode {
     fn run<'a>(&'a self, exec: &'a Exec) -> BoxFuture<'a, Result<Output, TransportError>> {
         Box::pin(async move {
-            let start = Instant::now();
-            let out = self.answer(exec);
-            if let Purpose::Step(step) = exec.purpose {
-                let wait = self.cluster.with(|s| s.step_time);
+            let (out, steps) = self.answer(exec);
+            let wait = self.cluster.with(|s| s.step_time);
+            // One after the other, as the batch's steps run on a node.
+            for step in steps {
+                let start = Instant::now();
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
