@@ -3,7 +3,9 @@
 # cross-node checks; plan::facts parses them.
 kver=$(uname -r | cut -d. -f1); [ "$kver" -ge 4 ] || { echo "kernel $(uname -r) is older than 4.x" >&2; exit 1; }
 for m in overlay br_netfilter; do have_mod "$m" || { echo "kernel module $m is neither built in nor loadable" >&2; exit 1; }; done
-for p in $PORTS; do u=$(ss -Hltnp "sport = :$p"); [ -z "$u" ] && continue; echo "$u" | grep -Eq '"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)"' || { echo "port $p is in use by: $u" >&2; exit 1; }; done
+# One listing for every port (ss -p walks every process's fds: once, not once per port).
+listening=$(ss -Hltnp)
+for p in $PORTS; do u=$(printf '%s\n' "$listening" | awk -v p="$p" '{ n = split($4, a, ":"); if (a[n] == p) print }'); [ -z "$u" ] && continue; echo "$u" | grep -Eq '"(kube-apiserver|kube-controller|kube-scheduler|kubelet|etcd|kubeha|haproxy)"' || { echo "port $p is in use by: $u" >&2; exit 1; }; done
 fact() { echo "fact $*"; }
 fact hostname "$(hostname)"
 fact uuid "$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)"
