@@ -66,6 +66,6 @@ echo "==> kubeha lab up --kubernetes (about 2-3 minutes)"
 "$bin" lab status --name demo || true
 
 echo "==> kubeha lab drill: ConfigMaps written through the VIP every 20 ms while each fault hits the VIP holder in turn (about 2 minutes)"
-"$bin" lab drill --name demo --cycles "${CYCLES:-7}" --hold 2s --json target/demo/drill.json
+"$bin" lab drill --name demo --cycles "${CYCLES:-7}" --hold 2s --json target/demo/drill.json --svg target/demo/drill.svg
 "$bin" lab status --name demo || true
-echo "==> report: target/demo/drill.json; inventory: /var/lib/kubeha/lab/demo/cluster.yaml"
+echo "==> report: target/demo/drill.json, timeline: target/demo/drill.svg; inventory: /var/lib/kubeha/lab/demo/cluster.yaml"
