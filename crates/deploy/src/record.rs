@@ -51,47 +51,53 @@ pub struct FileDigest {
 pub type Digests = BTreeMap<String, FileDigest>;
 
 pub fn digests(node: &NodePlan, masked: &[String]) -> Digests {
-    digests_cached(node, masked, &mut DigestCache::default())
+    let none = plan::Contents::default();
+    digests_cached(node, masked, &mut DigestCache::new(&none))
 }
 
-/// Digests of large files already computed this run, by the address and length of their
-/// bytes: the Plan shares one copy of kubeha's own binary (tens of MB) among the
-/// control-plane nodes, so a run hashes it once, not once per node. Valid while the Plan
-/// the digests came from is alive and unchanged (one run).
-#[derive(Debug, Default)]
-pub struct DigestCache(std::collections::HashMap<(usize, usize), FileDigest>);
+/// Digests already computed this run, one per distinct content: the Plan's content store
+/// (`plan::Contents`) names each content by its SHA-256 without hashing it again, so kubeha's
+/// own binary (tens of MB, on every control-plane node) or a file every worker gets is
+/// checked for masked values, and hashed again only if it holds one, once per run.
+#[derive(Debug)]
+pub struct DigestCache<'p> {
+    contents: &'p plan::Contents,
+    known: std::collections::HashMap<plan::Digest, FileDigest>,
+}
 
-/// Files this large are looked up in the cache; smaller ones are hashed every time.
-const CACHED_FROM: usize = 1 << 20;
+impl<'p> DigestCache<'p> {
+    pub fn new(contents: &'p plan::Contents) -> Self {
+        DigestCache {
+            contents,
+            known: Default::default(),
+        }
+    }
+}
 
 pub fn digests_cached(node: &NodePlan, masked: &[String], cache: &mut DigestCache) -> Digests {
     node.artifacts
         .iter()
         .map(|a| {
-            let key = (a.contents.as_ptr() as usize, a.contents.len());
-            let d = match cache.0.get(&key) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = digest(&a.contents, masked);
-                    if a.contents.len() >= CACHED_FROM {
-                        cache.0.insert(key, d.clone());
-                    }
-                    d
-                }
-            };
-            (a.path.clone(), d)
+            let plain = cache.contents.digest(&a.contents);
+            let d = cache
+                .known
+                .entry(plain)
+                .or_insert_with(|| digest(&a.contents, plain, masked));
+            (a.path.clone(), d.clone())
         })
         .collect()
 }
 
-fn digest(contents: &[u8], masked: &[String]) -> FileDigest {
+/// `plain` is the SHA-256 of `contents` as they are; a file holding a masked value is hashed
+/// again with the values masked.
+fn digest(contents: &[u8], plain: plan::Digest, masked: &[String]) -> FileDigest {
     let holds_masked = masked
         .iter()
         .any(|m| !m.is_empty() && contains(contents, m.as_bytes()));
     let sha256 = if holds_masked {
         hex::encode(Sha256::digest(mask(contents, masked)))
     } else {
-        hex::encode(Sha256::digest(contents))
+        plain.to_string()
     };
     FileDigest {
         sha256,
@@ -439,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_shared_large_file_is_hashed_once_and_gives_the_same_digest() {
-        let big: std::sync::Arc<[u8]> = vec![7u8; CACHED_FROM].into();
+        let big: std::sync::Arc<[u8]> = vec![7u8; 1 << 20].into();
         let mut a = node();
         let mut b = node();
         b.name = "n2".into();
@@ -453,10 +459,21 @@ mod tests {
                 purpose: String::new(),
             });
         }
-        let mut cache = DigestCache::default();
+        let mut contents = plan::Contents::default();
+        for n in [&mut a, &mut b] {
+            for art in &mut n.artifacts {
+                art.contents = contents.intern(&art.contents).1;
+            }
+        }
+        let mut cache = DigestCache::new(&contents);
         let da = digests_cached(&a, &[], &mut cache);
-        assert_eq!(cache.0.len(), 1, "only the large file is kept");
+        let distinct = cache.known.len();
         let db = digests_cached(&b, &[], &mut cache);
+        assert_eq!(
+            cache.known.len(),
+            distinct,
+            "the second node's files were all known"
+        );
         assert_eq!(da, digests(&a, &[]));
         assert_eq!(db["/usr/local/bin/kubeha"], da["/usr/local/bin/kubeha"]);
         assert_eq!(

@@ -86,7 +86,7 @@ pub async fn execute(
 ) -> Report {
     let started = Instant::now();
     let _ = std::fs::create_dir_all(&opts.log_dir);
-    let mut cache = crate::record::DigestCache::default();
+    let mut cache = crate::record::DigestCache::new(&plan.contents);
     let mut nodes: Vec<NodeRun<'_>> = select(plan, &opts.only)
         .into_iter()
         .map(|s| {
