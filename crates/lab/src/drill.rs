@@ -969,10 +969,12 @@ impl DrillReport {
                 .cycles
                 .iter()
                 .map(|c| {
-                    (
+                    plot::FaultWindow::new(
+                        c.cycle,
+                        c.fault.name(),
+                        &c.node,
                         c.fault_at_ms,
                         c.restored_at_ms,
-                        format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
                     )
                 })
                 .collect(),

@@ -172,10 +172,12 @@ pub fn svg(r: &KubeDrillReport) -> String {
             .cycles
             .iter()
             .map(|c| {
-                (
+                crate::drill::plot::FaultWindow::new(
+                    c.cycle,
+                    c.fault.name(),
+                    &c.node,
                     c.fault_at_ms,
                     c.restored_at_ms,
-                    format!("{} {}@{}", c.cycle, c.fault.name(), c.node),
                 )
             })
             .collect(),

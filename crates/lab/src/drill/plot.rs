@@ -14,8 +14,24 @@ pub struct Timeline<'a> {
     pub holders: &'a [HolderChange],
     /// Every write through the VIP.
     pub samples: &'a [Sample],
-    /// Each fault: made (ms), undone (ms), its label.
-    pub faults: Vec<(f64, f64, String)>,
+    pub faults: Vec<FaultWindow>,
+}
+
+/// A fault from made to undone (ms since the drill started), labelled `<cycle> <fault>@<node>`.
+pub struct FaultWindow {
+    pub made_ms: f64,
+    pub undone_ms: f64,
+    pub label: String,
+}
+
+impl FaultWindow {
+    pub fn new(cycle: usize, fault: &str, node: &str, made_ms: f64, undone_ms: f64) -> Self {
+        FaultWindow {
+            made_ms,
+            undone_ms,
+            label: format!("{cycle} {fault}@{node}"),
+        }
+    }
 }
 
 const HOLD: RGBColor = RGBColor(52, 101, 164);
@@ -108,8 +124,8 @@ fn draw_into(r: &Timeline, out: &mut String) -> Result<(), Box<dyn std::error::E
     // Lanes: node i at the top (y = n - i), writes at the bottom (y = 0).
     let lane = |i: usize| (n - i) as f64;
     // Fault windows with their names (three rows of labels so neighbours do not overlap).
-    for (k, (made, undone, label)) in r.faults.iter().enumerate() {
-        let (a, b) = (made / 1000.0, undone / 1000.0);
+    for (k, f) in r.faults.iter().enumerate() {
+        let (a, b) = (f.made_ms / 1000.0, f.undone_ms / 1000.0);
         chart.draw_series(std::iter::once(Rectangle::new(
             [(a, 0.0), (b.max(a + 0.02), lanes)],
             FAULT.mix(0.25).filled(),
@@ -120,7 +136,7 @@ fn draw_into(r: &Timeline, out: &mut String) -> Result<(), Box<dyn std::error::E
         )))?;
         let y = lanes + [0.45, 0.28, 0.11][k % 3];
         chart.draw_series(std::iter::once(Text::new(
-            label.clone(),
+            f.label.clone(),
             (a, y),
             ("sans-serif", 11).into_font().color(&BLACK),
         )))?;
