@@ -209,8 +209,3 @@ impl<'a> Renderer<'a> {
         out
     }
 }
-
-/// Every file for one node, in a stable order. For many nodes, use one [`Renderer`].
-pub fn node_artifacts(inv: &Inventory, node: &Node, inputs: &Inputs) -> Vec<Artifact> {
-    Renderer::new(inv, inputs).node_artifacts(node)
-}
