@@ -184,7 +184,15 @@ fn kubeadm_uses_kubehas_pki_and_kubeconfigs_and_changes_none() {
         return;
     };
     let v = version(&bin);
-    let text = example_at("cluster.yaml", &v, &|s| s);
+    // Not kubeadm's defaults (RSA-2048, 1 year), so its own renewals below show whose they use.
+    let text = example_at("cluster.yaml", &v, &|s| {
+        s.replace("key_type: rsa-2048", "key_type: ecdsa-p256")
+            .replace("leaf_validity: 365d", "leaf_validity: 100d")
+    });
+    assert!(
+        text.contains("ecdsa-p256") && text.contains("100d"),
+        "{text}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let inv = dir.path().join("cluster.yaml");
     std::fs::write(&inv, &text).unwrap();
@@ -299,4 +307,43 @@ fn kubeadm_uses_kubehas_pki_and_kubeconfigs_and_changes_none() {
             "check-expiration lacks {want}:\n{expiry}"
         );
     }
+
+    // kubeadm renews certificates itself (`certs renew`, `upgrade apply`): with the rendered
+    // ClusterConfiguration it issues the inventory's key type and validity, not its own.
+    let cert = k8s_dir.join("pki/apiserver.crt");
+    let old = std::fs::read(&cert).unwrap();
+    ok(Command::new(bin.join("kubeadm"))
+        .args(["certs", "renew", "apiserver", "--config"])
+        .arg(&cfg));
+    assert_ne!(
+        std::fs::read(&cert).unwrap(),
+        old,
+        "kubeadm renewed nothing"
+    );
+    let x509 = |args: &[&str]| {
+        Command::new("openssl")
+            .args(["x509", "-noout", "-in"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = String::from_utf8_lossy(&x509(&["-text"]).stdout).into_owned();
+    assert!(
+        text.contains("id-ecPublicKey") && text.contains("P-256"),
+        "kubeadm's renewal is not ECDSA-P256:\n{text}"
+    );
+    let day = 86_400;
+    assert!(
+        x509(&["-checkend", &(99 * day).to_string()])
+            .status
+            .success(),
+        "the renewed certificate expires within 99 days"
+    );
+    assert!(
+        !x509(&["-checkend", &(101 * day).to_string()])
+            .status
+            .success(),
+        "the renewed certificate outlives the inventory's 100 days:\n{text}"
+    );
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use inventory::{EtcdTopology, Inventory, KubeVersion, Node};
+use inventory::{EtcdTopology, Inventory, KeyType, KubeVersion, Node};
 use serde::Serialize;
 
 use crate::{Artifact, Inputs, paths};
@@ -135,6 +135,24 @@ struct ClusterConfiguration {
     etcd: EtcdConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     controller_manager: Option<ControlPlaneComponent>,
+    /// v1beta4: what kubeadm's own renewals (`upgrade apply`, `certs renew`) issue, so they
+    /// keep the inventory's key type and validity instead of kubeadm's RSA-2048 and 1 year.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encryption_algorithm: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate_validity_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_certificate_validity_period: Option<String>,
+}
+
+/// A duration as Go's time.ParseDuration reads it: whole hours where it is, else seconds.
+fn go_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
 }
 
 #[derive(Serialize)]
@@ -329,6 +347,7 @@ fn node_registration(inv: &Inventory, node: &Node) -> NodeRegistration {
 
 fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
     let v = &inv.cluster.kubernetes_version;
+    let v1beta4 = v.kubeadm_api() == "kubeadm.k8s.io/v1beta4";
     let etcd = match inv.etcd.topology {
         EtcdTopology::Stacked => {
             // No extra SANs: ClusterConfiguration is the cluster's, so every name here would
@@ -370,6 +389,12 @@ fn cluster_configuration(inv: &Inventory) -> ClusterConfiguration {
         },
         etcd,
         controller_manager: None,
+        encryption_algorithm: v1beta4.then_some(match inv.pki.key_type {
+            KeyType::Rsa2048 => "RSA-2048",
+            KeyType::EcdsaP256 => "ECDSA-P256",
+        }),
+        certificate_validity_period: v1beta4.then(|| go_duration(inv.pki.leaf_validity)),
+        ca_certificate_validity_period: v1beta4.then(|| go_duration(inv.pki.ca_validity)),
     }
 }
 
