@@ -124,20 +124,41 @@ fn mask(bytes: &[u8], masked: &[String]) -> Vec<u8> {
 
 /// The one command that reads what a node has done: its clock (`clock <secs.nanos>`, first,
 /// for the cross-node skew check), every record (`step <name> <fingerprint>`) and the sha256 of
-/// each of `paths` that exists (`file <sha256> <path>`, to notice files edited since). Three
-/// processes whatever the number of records and files: sshd's ~100 ms per command, not forks,
-/// is what a re-run pays.
-pub fn read_script(paths: &[&str]) -> String {
+/// each of `paths` that exists (`file <sha256> <path>`, to notice files edited since). A few
+/// processes whatever the number of records and small files: sshd's ~100 ms per command, not
+/// forks, is what a re-run pays. Files of `stamped` (large ones, see `upload::STAMPED_MIN`) are
+/// read again only when their stamp no longer matches them: hashing kubeha's own binary took
+/// over a second per control-plane node on every re-run.
+pub fn read_script(paths: &[&str], stamped: &[&str]) -> String {
     let mut s = format!(
         "printf 'clock %s\\n' \"$(date +%s.%N)\"\n\
          if [ -d {RECORD_DIR} ]; then cd {RECORD_DIR}; grep -H '' -- * 2>/dev/null | sed 's/^\\([^:]*\\):/step \\1 /' || true; cd /; fi\n"
     );
+    let as_lines = "sed 's/^\\([0-9a-f]\\{64\\}\\)  /file \\1 /'";
     if !paths.is_empty() {
         let quoted: Vec<String> = paths.iter().map(|p| crate::upload::sh_quote(p)).collect();
         s.push_str(&format!(
-            "sha256sum -- {} 2>/dev/null | sed 's/^\\([0-9a-f]\\{{64\\}}\\)  /file \\1 /' || true\n",
+            "sha256sum -- {} 2>/dev/null | {as_lines} || true\n",
             quoted.join(" ")
         ));
+    }
+    if !stamped.is_empty() {
+        s.push_str(&format!(
+            "kubeha_stamped() {{\n\
+             \x20 s=$(stat -c '{stat}' -- \"$1\" 2>/dev/null) || return 0; l=\n\
+             \x20 [ -f \"$2\" ] && read -r l < \"$2\" || true\n\
+             \x20 if [ -n \"$l\" ] && [ \"${{l#* }}\" = \"$s\" ]; then printf 'file %s %s\\n' \"${{l%% *}}\" \"$1\"\n\
+             \x20 else sha256sum -- \"$1\" 2>/dev/null | {as_lines} || true; fi\n\
+             }}\n",
+            stat = crate::upload::STAMP_STAT,
+        ));
+        for p in stamped {
+            s.push_str(&format!(
+                "kubeha_stamped {} {}\n",
+                crate::upload::sh_quote(p),
+                crate::upload::sh_quote(&format!("{}.stat", crate::upload::file_record(p)))
+            ));
+        }
     }
     s.push_str(&format!("echo {READ_DONE}\n"));
     s
@@ -492,7 +513,7 @@ mod tests {
         let missing = dir.path().join("missing");
         let (there, missing) = (there.to_str().unwrap(), missing.to_str().unwrap());
         let out = std::process::Command::new("sh")
-            .args(["-eu", "-c", &read_script(&[there, missing])])
+            .args(["-eu", "-c", &read_script(&[there, missing], &[])])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");

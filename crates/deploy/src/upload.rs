@@ -9,6 +9,23 @@ use plan::Artifact;
 /// Where kubeha remembers the digest of each file it wrote.
 pub const FILE_RECORDS: &str = "/var/lib/kubeha/state/files";
 
+/// Files this large (kubeha's own binary, bundle archives) also get a stamp beside their
+/// record: the digest with the file's identity (device, inode, size, change time). A re-run
+/// whose stamp still matches takes the digest from it instead of reading the file again: the
+/// change time moves on every write, rename, chmod or chown and cannot be set back by hand.
+pub const STAMPED_MIN: usize = 1 << 20;
+
+/// The identity a stamp records, as `stat -c` prints it.
+pub const STAMP_STAT: &str = "%d:%i:%s:%z";
+
+/// The record file kubeha keeps for `path` on a node (its stamp is this plus `.stat`): the
+/// first 32 hex digits of the path's SHA-256, as `kubeha_put` names it.
+pub fn file_record(path: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(path.as_bytes()));
+    format!("{FILE_RECORDS}/{}", &h[..32])
+}
+
 /// What happened to a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
@@ -34,20 +51,30 @@ pub fn put_function() -> String {
   umask 077; head -c "$n" > "$t"
   [ "$(wc -c < "$t")" -eq "$n" ] || {{ rm -f "$t"; echo "short read writing $p" >&2; return 1; }}
   chown "$3" "$t"; chmod "$4" "$t"
-  if [ -f "$p" ] && cmp -s "$t" "$p" && [ "$(stat -c %a:%U:%G "$p")" = "$(stat -c %a:%U:%G "$t")" ]; then
-    rm -f "$t"; echo "kubeha-file unchanged $p"; return 0
-  fi
   umask 022; mkdir -p {records}; r={records}/$(printf %s "$p" | sha256sum | cut -c1-32)
+  if [ -f "$p" ] && cmp -s "$t" "$p" && [ "$(stat -c %a:%U:%G "$p")" = "$(stat -c %a:%U:%G "$t")" ]; then
+    rm -f "$t"; [ "$n" -lt {stamped} ] || kubeha_stamp "$p" "$r"
+    echo "kubeha-file unchanged $p"; return 0
+  fi
   if [ -f "$p" ] && [ "$(sha256sum < "$p" | cut -c1-64)" != "$(cat "$r" 2>/dev/null)" ]; then
     b="$p.kubeha-bak"; [ -e "$b" ] && b="$b.$(date +%s)"
     cp -p "$p" "$b"; echo "kubeha-file backed-up $b"
   fi
   mv -f "$t" "$p"
   sha256sum < "$p" | cut -c1-64 > "$r"
+  [ "$n" -lt {stamped} ] || printf '%s %s\n' "$(cat "$r")" "$(stat -c '{stat}' -- "$p")" > "$r.stat"
   echo "kubeha-file written $p"
 }}
+kubeha_stamp() {{
+  s=$(stat -c '{stat}' -- "$1"); l=
+  [ -f "$2.stat" ] && read -r l < "$2.stat" || true
+  [ -n "$l" ] && [ "${{l#* }}" = "$s" ] && return 0
+  printf '%s %s\n' "$(sha256sum < "$1" | cut -c1-64)" "$s" > "$2.stat"
+}}
 "#,
-        records = FILE_RECORDS
+        records = FILE_RECORDS,
+        stamped = STAMPED_MIN,
+        stat = STAMP_STAT,
     )
 }
 
@@ -274,5 +301,58 @@ mod tests {
         assert_eq!(write(&a3).await, Written::Written);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
+    }
+
+    /// A large file's digest comes from its stamp while the file is untouched, and from its
+    /// bytes again once anything writes it, even with the same size.
+    #[tokio::test]
+    async fn a_large_file_is_hashed_again_only_when_it_changed() {
+        if testkit::skip_without_root("deploy upload (chown root)") {
+            return;
+        }
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let mut a = artifact(&p, "", 0o755);
+        a.contents = vec![7u8; STAMPED_MIN].into();
+        assert_eq!(write(&a).await, Written::Written);
+        let path = a.path.as_str();
+        let read = || {
+            let out = std::process::Command::new("sh")
+                .args(["-eu", "-c", &crate::record::read_script(&[], &[path])])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            crate::record::parse(&String::from_utf8_lossy(&out.stdout)).files
+        };
+        let real = hex::encode(sha2::Sha256::digest(&a.contents));
+        assert_eq!(read()[path], real);
+        // The stamp is what answers: a digest planted in it (same identity) is reported.
+        let stamp = format!("{}.stat", file_record(path));
+        let text = std::fs::read_to_string(&stamp).unwrap();
+        let (digest, identity) = text.split_once(' ').unwrap();
+        assert_eq!(digest, real);
+        let planted = "f".repeat(64);
+        std::fs::write(&stamp, format!("{planted} {identity}")).unwrap();
+        assert_eq!(read()[path], planted);
+        // Rewritten in place with the same size: the change time moved, so it is read again.
+        std::fs::write(&p, vec![8u8; STAMPED_MIN]).unwrap();
+        let now = hex::encode(sha2::Sha256::digest(vec![8u8; STAMPED_MIN]));
+        assert_eq!(read()[path], now);
+        // kubeha_put of the same bytes refreshes a stale stamp; a small file gets none.
+        assert_eq!(
+            write(&a).await,
+            Written::BackedUp(format!("{path}.kubeha-bak"))
+        );
+        assert_eq!(read()[path], real);
+        std::fs::write(&stamp, format!("{planted} {identity}")).unwrap();
+        assert_eq!(write(&a).await, Written::Unchanged);
+        assert_eq!(read()[path], real, "an unchanged put left a stale stamp");
+        let small = artifact(&dir.path().join("small"), "x", 0o644);
+        write(&small).await;
+        assert!(!std::path::Path::new(&format!("{}.stat", file_record(&small.path))).exists());
+        for f in [&stamp, &file_record(path), &file_record(&small.path)] {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }

@@ -237,13 +237,17 @@ impl<'a> NodeRun<'a> {
         let Some(t) = self.transport.as_ref() else {
             return;
         };
-        let paths: Vec<&str> = self
+        let (large, small): (Vec<&plan::Artifact>, Vec<&plan::Artifact>) = self
             .plan
             .artifacts
             .iter()
-            .map(|a| a.path.as_str())
-            .collect();
-        let mut script = record::read_script(&paths);
+            .partition(|a| a.contents.len() >= upload::STAMPED_MIN);
+        let paths = |v: Vec<&'a plan::Artifact>| {
+            v.into_iter()
+                .map(|a| a.path.as_str())
+                .collect::<Vec<&str>>()
+        };
+        let mut script = record::read_script(&paths(small), &paths(large));
         let mut exec_stdin = Vec::new();
         let mut timeout = Duration::from_secs(60);
         let check = Decision::Check;
