@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds (or reuses from the cache) one Kubernetes release's binaries from upstream source with
-# the Go toolchain, plus etcd/etcdctl 3.6 and the pause binary:
+# the Go toolchain, plus etcd/etcdctl/etcdutl 3.6 and the pause binary:
 #
 #   scripts/k8s-binaries.sh [VERSION]      # default: v1.34.4, the newest served v1.34 patch
 #
 # Output: $KUBEHA_CACHE/k8s/VERSION/{kubeadm,kubelet,kubectl,kube-apiserver,
-# kube-controller-manager,kube-scheduler,kube-proxy,etcd,etcdctl,coredns,crictl,pause,
+# kube-controller-manager,kube-scheduler,kube-proxy,etcd,etcdctl,etcdutl,coredns,crictl,pause,
 # SHA256SUMS,VERSIONS}. etcd, CoreDNS and pause are built at the versions this kubeadm names
 # (its constants.go), so every image `kubeadm config images list` gives has a binary whose
-# version matches the image's tag; crictl (cri-tools) is the CRI client for checks.
+# version matches the image's tag; crictl (cri-tools) is the CRI client for checks; etcdutl
+# restores etcd snapshots (`kubeha etcd restore`). A cache that lacks only some add-ons (one
+# made before an add-on was added here) keeps what it has and builds the rest.
 # The last line printed is that directory. Nothing here is committed to the repository.
 #
 # Why a wrapper module: upstream's go.mod replaces its staging modules (k8s.io/api, …) with
@@ -21,7 +23,7 @@ VERSION="${1:-${KUBEHA_K8S_VERSION:-v1.34.4}}"
 CACHE="${KUBEHA_CACHE:-/var/cache/kubeha}"
 OUT="$CACHE/k8s/$VERSION"
 BINARIES=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
-EXTRA=(etcd etcdctl coredns crictl pause)
+EXTRA=(etcd etcdctl etcdutl coredns crictl pause)
 
 die() { echo "k8s-binaries: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
@@ -73,6 +75,11 @@ trap 'rm -rf "$work"' EXIT
 tmp_out="$OUT.partial"
 rm -rf "$tmp_out"
 mkdir -p "$tmp_out"
+# What an older cache already holds, verified: kept, not built again.
+if [ -f "$OUT/SHA256SUMS" ] && (cd "$OUT" && sha256sum --quiet --check SHA256SUMS >/dev/null 2>&1); then
+  while read -r _ b; do [ "$b" = VERSIONS ] || cp -p "$OUT/$b" "$tmp_out/$b"; done <"$OUT/SHA256SUMS"
+fi
+have() { for b in "$@"; do [ -f "$tmp_out/$b" ] || return 1; done; }
 
 # The wrapper module: require kubernetes, replace every staging module upstream lists.
 {
@@ -98,16 +105,22 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 started=$(date +%s)
-log "building ${BINARIES[*]} $VERSION (a cold build takes 20-40 minutes on 2 cores)"
-pkgs=()
-for b in "${BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-(cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$tmp_out/" "${pkgs[@]}") ||
-  die "go build of Kubernetes $VERSION failed (see the output above)"
+if have "${BINARIES[@]}"; then
+  log "reusing ${BINARIES[*]} $VERSION from $OUT"
+else
+  log "building ${BINARIES[*]} $VERSION (a cold build takes 20-40 minutes on 2 cores)"
+  pkgs=()
+  for b in "${BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "$tmp_out/" "${pkgs[@]}") ||
+    die "go build of Kubernetes $VERSION failed (see the output above)"
+fi
 
 # A wrapper module per add-on: require it, build its main package. Their go.mod files'
 # replace directives are ignored in a dependency, which is what we want.
 build_module() { # name module version out package...
   local name=$1 module=$2 version=$3; shift 3
+  local outs=(); local i; for ((i = 1; i <= $#; i += 2)); do outs+=("${!i}"); done
+  if have "${outs[@]}"; then log "reusing ${outs[*]}"; return 0; fi
   mkdir -p "$work/$name"
   printf 'module kubeha.invalid/%sbuild\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version" >"$work/$name/go.mod"
   while [ $# -gt 0 ]; do
@@ -116,20 +129,23 @@ build_module() { # name module version out package...
     shift 2
   done
 }
-log "building etcd and etcdctl $ETCD_VERSION (kubeadm's etcd image is $etcd_tag)"
+log "building etcd, etcdctl and etcdutl $ETCD_VERSION (kubeadm's etcd image is $etcd_tag)"
 build_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" etcd go.etcd.io/etcd/server/v3
 build_module etcdctl go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION" etcdctl go.etcd.io/etcd/etcdctl/v3
+build_module etcdutl go.etcd.io/etcd/etcdutl/v3 "$ETCD_VERSION" etcdutl go.etcd.io/etcd/etcdutl/v3
 log "building CoreDNS $COREDNS_VERSION"
 build_module coredns github.com/coredns/coredns "$COREDNS_VERSION" coredns github.com/coredns/coredns
 log "building crictl $CRICTL_VERSION"
 LDFLAGS_EXTRA="-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
   build_module crictl sigs.k8s.io/cri-tools "$CRICTL_VERSION" crictl sigs.k8s.io/cri-tools/cmd/crictl
 
-log "building pause from $src/build/pause/linux/pause.c"
-gcc -Os -Wall -Werror -static -DVERSION="v$pause_tag-kubeha" \
-  -o "$tmp_out/pause" "$src/build/pause/linux/pause.c" ||
-  die "gcc -static of pause.c failed (apt-get install gcc libc6-dev)"
-strip "$tmp_out/pause" 2>/dev/null || true
+if ! have pause; then
+  log "building pause from $src/build/pause/linux/pause.c"
+  gcc -Os -Wall -Werror -static -DVERSION="v$pause_tag-kubeha" \
+    -o "$tmp_out/pause" "$src/build/pause/linux/pause.c" ||
+    die "gcc -static of pause.c failed (apt-get install gcc libc6-dev)"
+  strip "$tmp_out/pause" 2>/dev/null || true
+fi
 
 # What each binary says it is: checked, so a missing stamp fails here and not in kubeadm.
 "$tmp_out/kubeadm" version -o short | grep -qx "$VERSION" || die "kubeadm does not report $VERSION"

@@ -7,7 +7,7 @@
 //! ```text
 //! bundle.json     the manifest: version, every file with size and SHA-256, image names
 //! SHA256SUMS      the same digests for `sha256sum -c` on nodes (which have no kubeha)
-//! bin/            kubeadm kubelet kubectl [etcd etcdctl]
+//! bin/            kubeadm kubelet kubectl crictl [etcd etcdctl etcdutl]
 //! images/         one docker-archive per image kubeadm names, e.g. kube-apiserver_v1.34.4.tar
 //! ```
 //!
@@ -31,16 +31,20 @@ pub const BINARIES_VERSIONS: &str = "VERSIONS";
 
 /// Binaries and image components only control-plane (and etcd) nodes run; workers get the
 /// kubelet, kubeadm, kubectl, crictl, pause, kube-proxy and CoreDNS.
-pub const CONTROL_PLANE_ONLY: [&str; 5] = [
+pub const CONTROL_PLANE_ONLY: [&str; 6] = [
     "etcd",
     "etcdctl",
+    "etcdutl",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
 ];
 
 /// Binaries installed on nodes (the others only run inside images).
-pub const NODE_BINARIES: [&str; 6] = ["kubeadm", "kubelet", "kubectl", "crictl", "etcd", "etcdctl"];
+/// etcdctl takes snapshots (`kubeha etcd snapshot`), etcdutl restores them.
+pub const NODE_BINARIES: [&str; 7] = [
+    "kubeadm", "kubelet", "kubectl", "crictl", "etcd", "etcdctl", "etcdutl",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
