@@ -1,5 +1,6 @@
 //! Executes a Plan on nodes. See README.md.
 
+pub mod etcd;
 pub mod executor;
 pub mod kubernetes;
 pub mod preflight;

@@ -407,6 +407,12 @@ fn kubernetes_up(
             println!("  kubeconfig  {}", state.kubeconfig.display());
             println!("  kubectl     {} get nodes", state.kubectl_hint());
             println!("  inventory   {}", state.inventory.display());
+            println!(
+                "  kubeha      ip netns exec {} kubeha status -f {} --known-hosts {}   (up, etcd, … the same way)",
+                state.client,
+                state.inventory.display(),
+                state.known_hosts.display()
+            );
             println!("  remove it   kubeha lab down --name {}", state.name);
             0
         }

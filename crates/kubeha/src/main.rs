@@ -4,6 +4,7 @@
 mod cluster_args;
 mod cmd_bundle;
 mod cmd_completions;
+mod cmd_etcd;
 mod cmd_frontdoor;
 mod cmd_lab;
 mod cmd_pki;
@@ -44,6 +45,8 @@ enum Command {
     Status(cmd_status::StatusArgs),
     /// Issue, inspect and renew certificates; bootstrap tokens; the CA hash
     Pki(cmd_pki::PkiArgs),
+    /// etcd snapshots: take one from a healthy member, restore one on every member
+    Etcd(cmd_etcd::EtcdArgs),
     /// The front door daemon (VIP + apiserver load balancer) on a control-plane node
     Frontdoor(cmd_frontdoor::FrontdoorArgs),
     /// A real HA lab on this machine: namespaces, TLS etcd, the front door; failover drills
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Up(args) => cmd_up::run(args),
+        Command::Etcd(args) => cmd_etcd::run(args),
         Command::Status(args) => cmd_status::run(args),
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
         Command::Lab(args) => cmd_lab::run(args),

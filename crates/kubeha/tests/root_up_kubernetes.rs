@@ -292,42 +292,7 @@ fn up_real_ha_kubernetes(variant: Variant) {
     let what = variant.lab;
 
     // Every node registered and Ready, read through the VIP by kubectl.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let listed = lab
-            .kubectl(&["get", "nodes", "-o", "json"])
-            .unwrap_or_default();
-        let ready: Vec<String> = serde_json::from_str::<Value>(&listed)
-            .ok()
-            .and_then(|j| j["items"].as_array().cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter(|n| {
-                n["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-            })
-            .map(|n| {
-                n["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
-        if ready.len() == CONTROL_PLANES + WORKERS {
-            for n in &lab.state.nodes {
-                assert!(ready.contains(&n.name), "{ready:?}");
-            }
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every node Ready (ready: {ready:?})\n{}",
-            lab.diagnostics()
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    all_ready(&lab, Duration::from_secs(120));
     let admin = lab.exec(0, &["cat", "/etc/kubernetes/admin.conf"]).unwrap();
     assert!(
         admin.contains("server: https://198.18.0.10:16443"),
@@ -424,6 +389,12 @@ fn up_real_ha_kubernetes(variant: Variant) {
         "builtin"
     };
     assert_eq!(ls["frontdoor"], fd, "{ls:#}");
+    // The inventory that describes the lab: day-2 commands run against it as against hosts.
+    assert_eq!(
+        ls["inventory"].as_str(),
+        lab.state.inventory.to_str(),
+        "{ls:#}"
+    );
     let nodes = ls["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), CONTROL_PLANES + WORKERS, "{ls:#}");
     assert!(
@@ -433,8 +404,177 @@ fn up_real_ha_kubernetes(variant: Variant) {
         "{ls:#}"
     );
 
+    etcd_snapshot_and_restore(&lab);
+
     if !variant.keepalived_haproxy {
         drill(&lab);
+    }
+}
+
+/// Day 2: objects made, a snapshot taken, the objects deleted and another made, the snapshot
+/// restored on every member: the objects are back, the later one is gone, every node is Ready
+/// and `kubeha status` is all green. Bad input first: a file that is no snapshot changes
+/// nothing.
+fn etcd_snapshot_and_restore(lab: &Lab) {
+    let what = &lab.name;
+    let names = ["kubeha-keep-1", "kubeha-keep-2", "kubeha-keep-3"];
+    for n in names {
+        lab.kubectl(&["create", "configmap", n, "--from-literal=v=before"])
+            .unwrap();
+    }
+    let snap = lab.dir.parent().unwrap().join("backups/etcd.db");
+    let snap_s = snap.to_str().unwrap();
+    let out = lab.kubeha(&["etcd", "snapshot", "-o", snap_s, "--output", "json"]);
+    let taken = report(&out);
+    assert!(out.status.success(), "kubeha etcd snapshot: {taken:#}");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&snap).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(taken["bytes"].as_u64(), Some(meta.len()), "{taken:#}");
+    assert!(taken["keys"].as_u64().unwrap_or(0) > 100, "{taken:#}");
+    eprintln!(
+        "{what}: kubeha etcd snapshot from {} in {} ms: {} bytes, revision {}, {} keys",
+        taken["member"], taken["millis"], taken["bytes"], taken["revision"], taken["keys"]
+    );
+    // A second snapshot to the same file is refused; the first is intact.
+    let out = lab.kubeha(&["etcd", "snapshot", "-o", snap_s]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists already"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::metadata(&snap).unwrap().len(), meta.len());
+
+    for n in names {
+        lab.kubectl(&["delete", "configmap", n]).unwrap();
+    }
+    lab.kubectl(&[
+        "create",
+        "configmap",
+        "kubeha-after",
+        "--from-literal=v=after",
+    ])
+    .unwrap();
+
+    // Not a snapshot, or one cut short: refused before anything is reached.
+    let bad = lab.dir.parent().unwrap().join("backups/cut.db");
+    let bytes = std::fs::read(&snap).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 512]).unwrap();
+    for (file, says) in [
+        (
+            lab.state.inventory.to_str().unwrap(),
+            "not an etcd database",
+        ),
+        (bad.to_str().unwrap(), "truncated or damaged"),
+    ] {
+        let out = lab.kubeha(&["etcd", "restore", file]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(says) && err.contains("nothing was changed"),
+            "{err}"
+        );
+    }
+    lab.kubectl(&["get", "configmap", "kubeha-after"])
+        .expect("a refused restore changed nothing");
+
+    let started = Instant::now();
+    let out = lab.kubeha(&["etcd", "restore", snap_s, "--output", "json"]);
+    let took = started.elapsed();
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha etcd restore: {r:#}\n{}",
+        lab.diagnostics()
+    );
+    assert_eq!(
+        r["members"].as_array().unwrap().len(),
+        CONTROL_PLANES,
+        "{r:#}"
+    );
+    assert_eq!(
+        r["kept"].as_object().unwrap().len(),
+        CONTROL_PLANES,
+        "{r:#}"
+    );
+    eprintln!(
+        "{what}: kubeha etcd restore in {took:?}; stages (ms): {}",
+        r["stages"]
+    );
+
+    // Through the VIP: the deleted objects are back, the later one is gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let back = names
+            .iter()
+            .all(|n| lab.kubectl(&["get", "configmap", n]).is_ok());
+        let after = lab.kubectl(&["get", "configmap", "kubeha-after"]);
+        if back && after.as_ref().is_err_and(|e| e.contains("NotFound")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restore: deleted ConfigMaps back: {back}; the later one: {after:?}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    all_ready(lab, Duration::from_secs(180));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = lab.kubeha(&["status", "--output", "json"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubeha status after the restore: {:#}",
+            report(&out)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    eprintln!(
+        "{what}: after the restore every node is Ready and kubeha status is green ({:?} after it began)",
+        started.elapsed()
+    );
+}
+
+/// Waits (at most `within`) until every node of the lab is Ready, read through the VIP.
+fn all_ready(lab: &Lab, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let listed = lab
+            .kubectl(&["get", "nodes", "-o", "json"])
+            .unwrap_or_default();
+        let ready: Vec<String> = serde_json::from_str::<Value>(&listed)
+            .ok()
+            .and_then(|j| j["items"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .map(|n| {
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if ready.len() == CONTROL_PLANES + WORKERS {
+            for n in &lab.state.nodes {
+                assert!(ready.contains(&n.name), "{ready:?}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every node Ready (ready: {ready:?})\n{}",
+            lab.diagnostics()
+        );
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 

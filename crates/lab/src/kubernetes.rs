@@ -685,6 +685,10 @@ pub struct KubeLabStatus {
     pub frontdoor: Frontdoor,
     pub etcd: &'static str,
     pub client_namespace: String,
+    /// A cluster.yaml that describes the lab: every command that takes `-f` (up, status,
+    /// etcd, …) runs against the lab with it, from `client_namespace`, with `known_hosts`.
+    pub inventory: PathBuf,
+    pub known_hosts: PathBuf,
     pub nodes: Vec<NodeStatus>,
     pub vip_holders: Vec<String>,
     /// Set when the API could not be read through the VIP.
@@ -743,6 +747,8 @@ pub fn status(state: &KubeLabState) -> KubeLabStatus {
             "stacked"
         },
         client_namespace: state.client.clone(),
+        inventory: state.inventory.clone(),
+        known_hosts: state.known_hosts.clone(),
         healthy: holders.len() == 1 && api.is_ok() && nodes.iter().all(|n| n.ready),
         vip_holders: holders,
         api_error: api.err(),
