@@ -170,6 +170,13 @@ fn restore(path: &Path, args: &InventoryArgs, output: Format, ssh: &SshArgs) -> 
         return 1;
     };
     let text = output == Format::Text;
+    if text {
+        eprintln!(
+            "==> restoring {} ({} bytes): the API is unavailable from the stop until every apiserver is ready again",
+            path.display(),
+            verified.bytes
+        );
+    }
     let res = rt.block_on(async {
         let names: Vec<String> = inv.nodes.iter().map(|n| n.name.clone()).collect();
         let conns = connect_all(inv, &args.file, &names, ssh).await;
