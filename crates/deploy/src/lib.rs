@@ -11,6 +11,7 @@ pub mod up;
 pub mod upload;
 
 pub use executor::{
-    At, Connections, Event, Failure, NodeReport, Observer, Options, Outcome, Report, Stop, execute,
+    At, Connections, Event, Failure, NodeReport, Observer, Options, Outcome, Report, Stop, Timing,
+    execute,
 };
 pub use up::{Prepared, Request, UpError, prepare, up};

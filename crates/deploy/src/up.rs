@@ -129,6 +129,10 @@ pub async fn up(
         .iter()
         .map(|s| s.node.name.clone())
         .collect();
+    let t0 = std::time::Instant::now();
     let connections = connect(&names).await;
-    executor::execute(plan, connections, opts, observer).await
+    let connected = executor::Timing::since("connect", t0);
+    let mut report = executor::execute(plan, connections, opts, observer).await;
+    report.timings.insert(0, connected);
+    report
 }

@@ -55,6 +55,7 @@ pub fn run(args: UpArgs) -> u8 {
     };
     let inv = &loaded.inventory;
     let pki_dir = args.inventory.pki_dir();
+    let t0 = std::time::Instant::now();
     let prepared = match deploy::prepare(&deploy::Request {
         inventory: inv,
         inventory_path: &args.inventory.file,
@@ -68,6 +69,8 @@ pub fn run(args: UpArgs) -> u8 {
             return if e.is_bad_input() { EXIT_INVALID } else { 1 };
         }
     };
+    // PKI brought up to date, the Plan built (kubeha's own binary read and hashed).
+    let prepared_in = deploy::Timing::since("prepare", t0);
     if prepared.pki_changed > 0 {
         eprintln!(
             "kubeha up: PKI in {}: {} file(s) issued or updated",
@@ -127,12 +130,13 @@ pub fn run(args: UpArgs) -> u8 {
         .filter(|n| args.only.is_empty() || args.only.contains(n))
         .collect();
     let progress = Progress::new(&names, args.output == Format::Text);
-    let report = rt.block_on(deploy::up(
+    let mut report = rt.block_on(deploy::up(
         plan,
         &opts,
         async |names: &[String]| connect_all(inv, &args.inventory.file, names, &args.ssh).await,
         &progress,
     ));
+    report.timings.insert(0, prepared_in);
     progress.finish();
     match args.output {
         Format::Json => println!(
@@ -461,6 +465,7 @@ mod tests {
             stopped: None,
             dry_run: false,
             millis: 0,
+            timings: vec![],
         }
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use plan::{Phase, Plan, StepId};
 use tokio::sync::Semaphore;
 
-pub use report::{At, Failure, NodeReport, Outcome, Report, StepReport, Stop};
+pub use report::{At, Failure, NodeReport, Outcome, Report, StepReport, Stop, Timing};
 pub use schedule::{Selected, select};
 
 use crate::transport::{Transport, TransportError};
@@ -107,10 +107,12 @@ pub async fn execute(
         warnings: Vec::new(),
         checks: Vec::new(),
         stopped: None,
+        timings: Vec::new(),
     };
     // A node we cannot reach fails the run now if the rest depends on it.
     run.stop_if_blocked(&nodes);
     if run.stopped.is_none() {
+        let t0 = Instant::now();
         let from = opts.from;
         let sem = &sem;
         // The preflight checks go along with the records read, unless --from, a dry run or
@@ -124,6 +126,7 @@ pub async fn execute(
         .await;
         run.stop_if_blocked(&nodes);
         schedule::settle_join_token(&mut nodes);
+        run.timings.push(Timing::since("records", t0));
     }
     if opts.dry_run {
         for n in &nodes {
@@ -140,7 +143,10 @@ pub async fn execute(
             break;
         }
         let active = nodes.iter().any(|n| !n.failed() && n.has_phase(phase));
+        let t0 = Instant::now();
         schedule::run_phase(&nodes, phase, opts, observer, &sem).await;
+        run.timings
+            .push(Timing::since(format!("phase {phase}"), t0));
         for &check in phase.policy().checks {
             // The cross-node preflight always runs after preflight; the others only when no
             // node the cluster depends on failed, and most only when the phase did something.
@@ -156,7 +162,10 @@ pub async fn execute(
                 ));
                 continue;
             }
+            let t0 = Instant::now();
             let c = checks::run(check, &nodes, plan, phase, opts).await;
+            run.timings
+                .push(Timing::since(format!("check {check} after {phase}"), t0));
             run.checks.extend(c.passed);
             run.warnings.extend(c.warnings);
             if c.stop.is_some() {
@@ -176,6 +185,7 @@ struct Run {
     warnings: Vec<String>,
     checks: Vec<String>,
     stopped: Option<Stop>,
+    timings: Vec<Timing>,
 }
 
 impl Run {
@@ -196,6 +206,7 @@ impl Run {
             stopped: self.stopped,
             dry_run,
             millis: started.elapsed().as_millis() as u64,
+            timings: self.timings,
         }
     }
 }

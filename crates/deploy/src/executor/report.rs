@@ -197,6 +197,24 @@ pub struct Report {
     pub stopped: Option<Stop>,
     pub dry_run: bool,
     pub millis: u64,
+    /// Where the run's time went, in order: `connect`, `records`, each phase, each check
+    /// (`check vip after frontdoor`), with wall milliseconds.
+    pub timings: Vec<Timing>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Timing {
+    pub what: String,
+    pub millis: u64,
+}
+
+impl Timing {
+    pub fn since(what: impl Into<String>, t0: std::time::Instant) -> Self {
+        Timing {
+            what: what.into(),
+            millis: t0.elapsed().as_millis() as u64,
+        }
+    }
 }
 
 impl Report {
