@@ -137,6 +137,19 @@ fn with_vars(vars: &[(&str, &str)], script: &str) -> String {
     s
 }
 
+/// `script` (hold.sh or release.sh) for these static pods and this unit.
+fn static_pods(script: &str, pods: &str, unit: &str) -> String {
+    with_vars(
+        &[
+            ("HOLD", HOLD),
+            ("MANIFESTS", MANIFESTS),
+            ("STATIC", pods),
+            ("UNIT", unit),
+        ],
+        script,
+    )
+}
+
 fn members(inv: &Inventory) -> Vec<&Node> {
     inv.etcd_members().collect()
 }
@@ -375,15 +388,7 @@ pub async fn restore(
         .iter()
         .map(|x| {
             let (pods, unit) = x.stops(stacked, true);
-            let script = with_vars(
-                &[
-                    ("HOLD", HOLD),
-                    ("MANIFESTS", MANIFESTS),
-                    ("STATIC", &pods),
-                    ("UNIT", unit),
-                ],
-                sh::HOLD,
-            );
+            let script = static_pods(sh::HOLD, &pods, unit);
             (x, Exec::new(script, minutes(3)))
         })
         .collect();
@@ -426,15 +431,7 @@ pub async fn restore(
         .filter(|x| x.member)
         .map(|x| {
             let (pods, unit) = x.stops(stacked, false);
-            let script = with_vars(
-                &[
-                    ("HOLD", HOLD),
-                    ("MANIFESTS", MANIFESTS),
-                    ("STATIC", &pods),
-                    ("UNIT", unit),
-                ],
-                sh::RELEASE,
-            );
+            let script = static_pods(sh::RELEASE, &pods, unit);
             (x, Exec::new(script, minutes(2)))
         })
         .collect();
@@ -476,15 +473,8 @@ pub async fn restore(
                 "https://{}:{}/readyz",
                 x.node.address, inv.endpoint.apiserver_port
             );
-            let script = with_vars(
-                &[
-                    ("HOLD", HOLD),
-                    ("MANIFESTS", MANIFESTS),
-                    ("STATIC", CONTROL_PLANE_PODS),
-                    ("UNIT", ""),
-                ],
-                sh::RELEASE,
-            ) + "\n"
+            let script = static_pods(sh::RELEASE, CONTROL_PLANE_PODS, "")
+                + "\n"
                 + &with_vars(
                     &[
                         ("URL", &url),
