@@ -159,14 +159,16 @@ fn root_frontdoor_graceful_stop_fails_no_connect() {
     // 321 ms, once). So at most one, until the window is closed; bench/failover.sh counts
     // them over 20 handovers. A request already on a connection when clients' ARP moves to
     // the new holder can be cut (L2 failover cannot move an open TCP connection): at most the
-    // few in flight at that instant.
+    // few in flight at that instant, one per client loop, and one more per loop whose next
+    // connection, made within the same few milliseconds, still reached the old holder through
+    // its stale ARP entry (seen once in CI: 6 of 339 over 7 ms with 4 loops).
     assert!(
         connects <= 1,
         "{connects} failed connects across a graceful handover: {failed:?}"
     );
     assert!(
-        failed.len() <= testkit::probe::WORKERS,
-        "more than the in-flight requests lost: {failed:?}"
+        failed.len() <= 2 * testkit::probe::WORKERS,
+        "more than the requests in flight at the handover lost: {failed:?}"
     );
     assert_eq!(holders(&lab.t), vec![1]);
     assert!(lab.log(0).contains("new master heard"), "{}", lab.log(0));
