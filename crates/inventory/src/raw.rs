@@ -291,6 +291,8 @@ pub(crate) struct RawFrontdoor {
     pub health: Option<S<RawHealth>>,
     #[serde(default)]
     pub max_connections: Option<S<u32>>,
+    #[serde(default)]
+    pub close_sessions_on_down: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

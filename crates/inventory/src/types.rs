@@ -463,6 +463,9 @@ pub struct Frontdoor {
     /// Client connections the load balancer accepts at once (haproxy's maxconn); `None`:
     /// the front door's own default, 20000 for haproxy.
     pub max_connections: Option<u32>,
+    /// Open sessions to an apiserver that leaves rotation are closed at once, so clients
+    /// reconnect to a live one (haproxy's `on-marked-down shutdown-sessions`). Default true.
+    pub close_sessions_on_down: bool,
 }
 
 impl Frontdoor {

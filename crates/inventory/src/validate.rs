@@ -1124,6 +1124,7 @@ fn frontdoor(f: Option<&S<RawFrontdoor>>, sink: &mut Sink) -> Option<Frontdoor> 
         balance: balance?,
         health: health?,
         max_connections,
+        close_sessions_on_down: f.close_sessions_on_down.as_ref().is_none_or(|c| c.value),
     })
 }
 

@@ -65,6 +65,8 @@ pub fn for_node(inv: &Inventory, node: &Node) -> FrontdoorConfig {
     cfg.metrics = Metrics::Listen(frontdoor_config::DEFAULT_METRICS_ADDR);
     cfg.local_weight = Some(crate::keepalived_haproxy::check_weight(inv));
     cfg.max_connections = fd.max_connections.map(|m| m as usize);
+    // The daemon's default is to close them; the file says so only when the inventory does not.
+    cfg.close_sessions_on_down = (!fd.close_sessions_on_down).then_some(false);
     cfg
 }
 
@@ -114,5 +116,41 @@ mod tests {
             vec![Ipv4Addr::new(198, 18, 0, 11), Ipv4Addr::new(198, 18, 0, 13)]
         );
         assert_eq!(c.local_weight(), 30);
+        assert!(c.close_sessions_on_down());
+    }
+
+    /// `frontdoor.close_sessions_on_down: false` reaches both front doors: kubeha's file, and
+    /// haproxy's servers lose `on-marked-down shutdown-sessions`.
+    #[test]
+    fn sessions_can_outlive_their_backend_when_the_inventory_says_so() {
+        let src = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/cluster.yaml"
+        ))
+        .unwrap();
+        let haproxy = |text: &str| {
+            let inv = inventory::parse_str(text, "cluster.yaml")
+                .unwrap()
+                .inventory;
+            let node = inv.node("master1").unwrap();
+            let cfg = for_node(&inv, node);
+            let parsed = frontdoor_config::parse(&cfg.to_yaml().unwrap(), "f.yaml")
+                .unwrap()
+                .config;
+            let h = crate::keepalived_haproxy::haproxy_cfg(&inv);
+            let h = String::from_utf8_lossy(&h.contents).into_owned();
+            (
+                parsed.close_sessions_on_down(),
+                h.contains("shutdown-sessions"),
+            )
+        };
+        assert_eq!(haproxy(&src), (true, true));
+        let kept = src.replacen(
+            "frontdoor:\n",
+            "frontdoor:\n  close_sessions_on_down: false\n",
+            1,
+        );
+        assert_ne!(kept, src, "examples/cluster.yaml has no frontdoor: block");
+        assert_eq!(haproxy(&kept), (false, false));
     }
 }

@@ -88,6 +88,12 @@ pub fn haproxy_cfg(inv: &Inventory) -> Artifact {
         inventory::Balance::RoundRobin => "roundrobin",
         inventory::Balance::LeastConnections => "leastconn",
     };
+    // frontdoor.close_sessions_on_down: clients of an apiserver that leaves rotation reconnect.
+    let down = if inv.frontdoor.close_sessions_on_down {
+        " on-marked-down shutdown-sessions"
+    } else {
+        ""
+    };
     let mut s = format!(
         "\
 # kubeha: haproxy in front of kube-apiserver for cluster {cluster} (rendered; kubeha up rewrites it)
@@ -118,26 +124,29 @@ backend kube-apiserver
         maxconn = inv.frontdoor.max_connections.unwrap_or(20000),
         check = match h.kind {
             inventory::HealthKind::Https => format!(
-                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check check-ssl verify required ca-file {ca} inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check check-ssl verify required ca-file {ca} inter {inter}ms fall {fall} rise {rise}{down}\n",
                 path = h.path,
                 ca = paths::CA_CERT,
                 inter = h.interval.as_millis(),
                 fall = h.fall,
                 rise = h.rise,
+                down = down,
             ),
             inventory::HealthKind::Http => format!(
-                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                "    option httpchk GET {path}\n    http-check expect status 200\n    default-server check inter {inter}ms fall {fall} rise {rise}{down}\n",
                 path = h.path,
                 inter = h.interval.as_millis(),
                 fall = h.fall,
                 rise = h.rise,
+                down = down,
             ),
             // A connect is the check, as in the front door.
             inventory::HealthKind::Tcp => format!(
-                "    default-server check inter {inter}ms fall {fall} rise {rise} on-marked-down shutdown-sessions\n",
+                "    default-server check inter {inter}ms fall {fall} rise {rise}{down}\n",
                 inter = h.interval.as_millis(),
                 fall = h.fall,
                 rise = h.rise,
+                down = down,
             ),
         },
     );
