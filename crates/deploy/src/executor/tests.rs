@@ -250,10 +250,11 @@ async fn a_rerun_that_changes_nothing_costs_one_command_per_node_plus_the_every_
     // every-run steps of the prepare phase (prepare/hosts), nothing else.
     let records_then_checks = [Purpose::Records, Purpose::Steps(Phase::Prepare)];
     assert_eq!(calls_of(&bed, "w1"), records_then_checks);
-    // The control plane adds the cluster checks: the VIP after the front door phase and
-    // after verify, etcd; the first node also who answers ARP for the VIP.
+    // The control plane adds verify's cluster checks, the VIP and etcd (the front door phase
+    // did nothing, so its own VIP check is left to verify); the first node also who answers
+    // ARP for the VIP.
     let mut cp = records_then_checks.to_vec();
-    cp.extend([Purpose::VipProbe, Purpose::VipProbe, Purpose::EtcdProbe]);
+    cp.extend([Purpose::VipProbe, Purpose::EtcdProbe]);
     assert_eq!(calls_of(&bed, "cp2"), cp);
     cp.insert(1, Purpose::VipNeighbour);
     assert_eq!(calls_of(&bed, "cp1"), cp);
