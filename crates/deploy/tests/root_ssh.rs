@@ -184,8 +184,16 @@ async fn root_ssh_connection_lost_is_an_error() {
     let run = s.run(&exec);
     let kill = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        // Every process in the namespace: sshd, the session's sshd, sleep.
-        for pid in f.ns.ns.pids() {
+        // Every process in the namespace: sshd and the session's sshd first, then sleep. A
+        // sleep killed first would be reported by its live sshd as an exit signal, which is
+        // a finished script, not a lost connection (CI saw that once).
+        let mut pids = f.ns.ns.pids();
+        let is_sshd = |pid: &i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("sshd"))
+        };
+        pids.sort_by_key(|p| !is_sshd(p));
+        for pid in pids {
             let _ = std::process::Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status();
