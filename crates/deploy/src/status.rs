@@ -187,11 +187,15 @@ pub fn vip_probe(vip: &str) -> String {
     )
 }
 
+/// curl's options for an etcd member's client port, with the health-check client certificate
+/// kubeha's PKI gives every member (and `etcd restore`'s health wait).
+pub const ETCD_HEALTHCHECK_TLS: &str = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+
 /// Prints `etcd-health …` and, where etcdctl exists, `etcd <endpoint status>` (for [`parse`]).
 /// /health answers only with a quorum; etcdctl (often absent on kubeadm hosts, where etcd is
 /// a static pod) adds whether this member leads.
 pub fn etcd_probe(address: &str) -> String {
-    let tls = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+    let tls = ETCD_HEALTHCHECK_TLS;
     format!(
         "echo \"etcd-health $(curl -sS --max-time 3 {tls} https://{address}:2379/health 2>&1 | head -c 300 | tr '\\n' ' ')\"\n\
          if command -v etcdctl >/dev/null; then ETCDCTL_API=3 etcdctl --endpoints=https://{address}:2379 {ctl} --dial-timeout=2s --command-timeout=3s endpoint status -w simple 2>&1 | sed 's/^/etcd /'; fi\n",

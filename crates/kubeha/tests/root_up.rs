@@ -583,8 +583,7 @@ fn root_up_many_nodes_then_a_clean_rerun() {
     assert_eq!(out.status.code(), Some(0), "{r:#} {}", stderr(&out));
     let steps = slowest(&r);
     let t1 = Instant::now();
-    let conc = std::env::var("KUBEHA_UP_CONCURRENCY").unwrap_or_else(|_| "16".into());
-    let out = bed.kubeha(&["up", "--output", "json", "--concurrency", &conc]);
+    let out = bed.kubeha(&["up", "--output", "json"]);
     let rerun = t1.elapsed();
     let again = report(&out);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

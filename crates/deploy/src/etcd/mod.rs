@@ -42,7 +42,6 @@ const MANIFESTS: &str = "/etc/kubernetes/manifests";
 const HOLD: &str = "/etc/kubernetes/kubeha-held";
 /// The scratch file a snapshot is written to on the member, removed when it has been read.
 const SCRATCH: &str = "/var/lib/kubeha/etcd-snapshot/snapshot.db";
-const ETCD_TLS: &str = "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key";
 const CONTROL_PLANE_PODS: &str = "kube-apiserver kube-controller-manager kube-scheduler";
 
 #[derive(Debug, thiserror::Error)]
@@ -444,7 +443,7 @@ pub async fn restore(
             let script = with_vars(
                 &[
                     ("URL", &url),
-                    ("CURL_TLS", ETCD_TLS),
+                    ("CURL_TLS", crate::status::ETCD_HEALTHCHECK_TLS),
                     ("EXPECT", "\"health\":\"true\""),
                     ("SECONDS_MAX", "180"),
                     ("WHAT", "etcd"),
