@@ -183,6 +183,10 @@ pub(crate) struct RawNode {
     /// kubelet flags for this node alone, over `kubelet.extra_args`.
     #[serde(default)]
     pub kubelet_extra_args: Option<S<BTreeMap<String, S<String>>>>,
+    /// `cni: bridge`: this node's /24 of the pod range, instead of the one its place in the
+    /// list gives it (pin it before removing a node listed above it).
+    #[serde(default)]
+    pub pod_subnet: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default, JsonSchema)]

@@ -146,6 +146,28 @@ impl Inventory {
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// `cni: bridge`: the pod subnet of the node at `index`: pinned, or by its place in the list.
+    pub fn pod_subnet(&self, index: usize) -> Option<Ipv4Net> {
+        let node = self.nodes.get(index)?;
+        node.pod_subnet
+            .or_else(|| self.networking.node_pod_subnet(index))
+    }
+
+    /// The cluster once `names` are gone from it: what `kubeha remove` renders for the nodes
+    /// that stay. Every node that stays keeps the pod subnet it had (pinned), so a removal
+    /// never moves a running node's pods. Validation's guarantees hold: at least one
+    /// control-plane node stays (callers refuse otherwise) and nothing is added.
+    pub fn without(&self, names: &[&str]) -> Inventory {
+        let mut inv = self.clone();
+        if inv.networking.cni == Cni::Bridge {
+            for i in 0..inv.nodes.len() {
+                inv.nodes[i].pod_subnet = self.pod_subnet(i);
+            }
+        }
+        inv.nodes.retain(|n| !names.contains(&n.name.as_str()));
+        inv
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,6 +248,9 @@ pub struct Node {
     pub priority: Option<Priority>,
     /// kubelet flags (without `--`) for this node alone, over `kubelet.extra_args`.
     pub kubelet_extra_args: BTreeMap<String, String>,
+    /// `cni: bridge`: the /24 the inventory pins for this node; `None` takes the one its place
+    /// in the list gives (`Inventory::pod_subnet`).
+    pub pod_subnet: Option<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -543,4 +568,50 @@ pub struct PkiSettings {
     pub ca_validity: Duration,
     pub leaf_validity: Duration,
     pub extra_sans: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    const BRIDGE: &str = "
+cluster: { name: lab, kubernetes_version: 1.34.4 }
+endpoint: { vip: 198.18.0.10/24 }
+nodes:
+  - { name: cp1, address: 198.18.0.11/24, roles: [control-plane] }
+  - { name: cp2, address: 198.18.0.12/24, roles: [control-plane] }
+  - { name: cp3, address: 198.18.0.13/24, roles: [control-plane] }
+  - { name: w1, address: 198.18.0.21/24, roles: [worker], pod_subnet: 10.244.9.0/24 }
+  - { name: w2, address: 198.18.0.22/24, roles: [worker] }
+networking: { cni: bridge }
+";
+
+    fn subnets(inv: &super::Inventory) -> Vec<(String, String)> {
+        (0..inv.nodes.len())
+            .map(|i| {
+                let s = inv.pod_subnet(i).map(|s| s.to_string()).unwrap_or_default();
+                (inv.nodes[i].name.clone(), s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pinned_pod_subnet_wins_over_the_place() {
+        let inv = crate::parse_str(BRIDGE, "c.yaml").unwrap().inventory;
+        let s = subnets(&inv);
+        assert_eq!(s[3], ("w1".into(), "10.244.9.0/24".into()));
+        assert_eq!(s[4], ("w2".into(), "10.244.4.0/24".into()));
+    }
+
+    #[test]
+    fn without_keeps_every_remaining_node_on_its_pod_subnet() {
+        let inv = crate::parse_str(BRIDGE, "c.yaml").unwrap().inventory;
+        let before = subnets(&inv);
+        let after = subnets(&inv.without(&["cp1", "w1"]));
+        let kept: Vec<_> = before
+            .into_iter()
+            .filter(|(n, _)| n != "cp1" && n != "w1")
+            .collect();
+        assert_eq!(after, kept);
+        // cp2 is now first in the list, and still has the /24 it had (not 10.244.0.0/24).
+        assert_eq!(after[0], ("cp2".into(), "10.244.1.0/24".into()));
+    }
 }

@@ -510,6 +510,11 @@ fn nodes<'a>(
             .as_ref()
             .and_then(|a| kubelet_args(a, &format!("{f}.kubelet_extra_args"), sink));
         ok &= n.kubelet_extra_args.is_none() || kubelet_extra_args.is_some();
+        let pod_subnet = n
+            .pod_subnet
+            .as_ref()
+            .and_then(|s| parse_cidr(s, &format!("{f}.pod_subnet"), sink));
+        ok &= n.pod_subnet.is_none() || pod_subnet.is_some();
         if let (true, Some((address, subnet)), Some(roles), Some(ssh)) = (ok, addr, roles, ssh) {
             out.push((
                 Node {
@@ -522,6 +527,7 @@ fn nodes<'a>(
                     labels,
                     priority,
                     kubelet_extra_args: kubelet_extra_args.unwrap_or_default(),
+                    pod_subnet,
                 },
                 rn,
             ));
@@ -1762,6 +1768,65 @@ fn vip_placement(raw: &RawInventory, ep: &Endpoint, nodes: &[ParsedNode<'_>], si
     }
 }
 
+/// `cni: bridge`: each node's /24 (pinned, or by its place) inside the pod range, and no two
+/// alike. Other CNIs allocate pod addresses themselves, so a pin there is a mistake.
+fn pod_subnets(net: &Networking, nodes: &[ParsedNode<'_>], pod_pos: Pos, sink: &mut Sink) {
+    let pod = net.pod_cidr;
+    let mut taken: HashMap<Ipv4Net, &str> = HashMap::new();
+    let mut short_of_room = false;
+    for (i, (node, raw)) in nodes.iter().enumerate() {
+        let field = format!("nodes[{i}].pod_subnet");
+        let pinned = raw.value.pod_subnet.as_ref();
+        if let (Some(p), Some(s)) = (pinned, node.pod_subnet) {
+            if net.cni != Cni::Bridge {
+                sink.error(
+                    pos(p),
+                    field,
+                    "pod_subnet is set, but only `cni: bridge` gives each node its own pod subnet",
+                    "remove it: the CNI allocates pod addresses itself",
+                );
+                continue;
+            }
+            if s.prefix_len() != 24 || !pod.contains(&s) {
+                sink.error(
+                    pos(p),
+                    field,
+                    format!("{s} is not a /24 inside the pod range {pod}"),
+                    "pin one of the pod range's /24s, like the one this node has now",
+                );
+                continue;
+            }
+        }
+        if net.cni != Cni::Bridge {
+            continue;
+        }
+        let Some(subnet) = node.pod_subnet.or_else(|| net.node_pod_subnet(i)) else {
+            short_of_room = true;
+            continue;
+        };
+        if let Some(other) = taken.insert(subnet, &node.name) {
+            let at = pinned.map_or_else(|| pos(&raw.value.name), pos);
+            sink.error(
+                at,
+                field,
+                format!("pod subnet {subnet} is node `{other}`'s too"),
+                "give every node its own /24: pin pod_subnet on the node whose place gives it that one",
+            );
+        }
+    }
+    if short_of_room {
+        sink.error(
+            pod_pos,
+            "networking.pod_cidr",
+            format!(
+                "{pod} has room for fewer /24s than the {} nodes `cni: bridge` gives one each",
+                nodes.len()
+            ),
+            "use a larger pod range, like 10.244.0.0/16",
+        );
+    }
+}
+
 fn overlaps(
     raw: &RawInventory,
     net: &Networking,
@@ -1784,17 +1849,7 @@ fn overlaps(
         .or(raw.networking.as_ref().map(pos))
         .unwrap_or_default();
     let (pod, svc) = (net.pod_cidr, net.service_cidr);
-    if net.cni == Cni::Bridge && net.node_pod_subnet(nodes.len().saturating_sub(1)).is_none() {
-        sink.error(
-            pod_pos,
-            "networking.pod_cidr",
-            format!(
-                "{pod} has room for fewer /24s than the {} nodes `cni: bridge` gives one each",
-                nodes.len()
-            ),
-            "use a larger pod range, like 10.244.0.0/16",
-        );
-    }
+    pod_subnets(net, nodes, pod_pos, sink);
     if overlap(pod, svc) {
         sink.error(
             svc_pos,

@@ -9,8 +9,7 @@ use crate::{Artifact, paths};
 /// The bridge network of the node at `index` in the inventory (its /24 of the pod range).
 pub fn bridge_conflist(inv: &Inventory, index: usize) -> Artifact {
     let subnet = inv
-        .networking
-        .node_pod_subnet(index)
+        .pod_subnet(index)
         .expect("validation leaves a /24 per node");
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
@@ -57,8 +56,7 @@ awk -v own=\"$own\" 'BEGIN { n = split(own, a, \" \"); for (i = 1; i <= n; i++) 
     );
     for (i, node) in inv.nodes.iter().enumerate() {
         let subnet = inv
-            .networking
-            .node_pod_subnet(i)
+            .pod_subnet(i)
             .expect("validation leaves a /24 per node");
         s.push_str(&format!("{subnet} {} {}\n", node.address, node.name));
     }
