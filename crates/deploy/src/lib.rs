@@ -5,6 +5,7 @@ pub mod executor;
 pub mod kubernetes;
 pub mod preflight;
 pub mod record;
+pub mod remove;
 pub mod status;
 pub mod transport;
 pub mod up;

@@ -166,7 +166,21 @@ impl Inventory {
             }
         }
         inv.nodes.retain(|n| !names.contains(&n.name.as_str()));
+        // As validation would give the file without those entries.
+        inv.assign_priorities();
         inv
+    }
+
+    /// Control-plane nodes without a priority of their own get 150, 140, 130, … in file
+    /// order, so the first control-plane node holds the VIP when all are healthy.
+    pub(crate) fn assign_priorities(&mut self) {
+        let mut next: i32 = 150;
+        for n in self.nodes.iter_mut().filter(|n| n.roles.control_plane) {
+            if !n.priority_set {
+                n.priority = Priority::try_from(i64::from(next.clamp(1, 254))).ok();
+            }
+            next -= 10;
+        }
     }
 }
 
@@ -246,6 +260,8 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     /// Front door VRRP priority (control-plane nodes; `None` elsewhere).
     pub priority: Option<Priority>,
+    /// The priority is cluster.yaml's, not the default of the node's place.
+    pub priority_set: bool,
     /// kubelet flags (without `--`) for this node alone, over `kubelet.extra_args`.
     pub kubelet_extra_args: BTreeMap<String, String>,
     /// `cni: bridge`: the /24 the inventory pins for this node; `None` takes the one its place
@@ -613,5 +629,21 @@ networking: { cni: bridge }
         assert_eq!(after, kept);
         // cp2 is now first in the list, and still has the /24 it had (not 10.244.0.0/24).
         assert_eq!(after[0], ("cp2".into(), "10.244.1.0/24".into()));
+    }
+
+    #[test]
+    fn without_gives_default_priorities_by_the_new_place_and_keeps_set_ones() {
+        let src = BRIDGE.replace(
+            "name: cp3, address: 198.18.0.13/24, roles: [control-plane]",
+            "name: cp3, address: 198.18.0.13/24, roles: [control-plane], priority: 200",
+        );
+        let inv = crate::parse_str(&src, "c.yaml").unwrap().inventory;
+        let prio = |inv: &super::Inventory| -> Vec<u8> {
+            inv.control_plane()
+                .map(|n| u8::from(n.priority.unwrap()))
+                .collect()
+        };
+        assert_eq!(prio(&inv), [150, 140, 200]);
+        assert_eq!(prio(&inv.without(&["cp1"])), [150, 200]);
     }
 }

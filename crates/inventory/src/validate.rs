@@ -75,7 +75,7 @@ pub(crate) fn validate(raw: RawInventory, sink: &mut Sink) -> Option<Inventory> 
         hosts: hosts?,
         host: host?,
     };
-    assign_priorities(&mut inv);
+    inv.assign_priorities();
     Some(inv)
 }
 
@@ -525,6 +525,7 @@ fn nodes<'a>(
                     ssh,
                     interface,
                     labels,
+                    priority_set: priority.is_some(),
                     priority,
                     kubelet_extra_args: kubelet_extra_args.unwrap_or_default(),
                     pod_subnet,
@@ -1902,16 +1903,4 @@ fn overlaps(
 
 fn overlap(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
-}
-
-/// Control-plane nodes without an explicit priority get 150, 140, 130, … in file order,
-/// so the first control-plane node holds the VIP when all are healthy.
-fn assign_priorities(inv: &mut Inventory) {
-    let mut next: i32 = 150;
-    for n in inv.nodes.iter_mut().filter(|n| n.roles.control_plane) {
-        if n.priority.is_none() {
-            n.priority = Priority::try_from(i64::from(next.clamp(1, 254))).ok();
-        }
-        next -= 10;
-    }
 }

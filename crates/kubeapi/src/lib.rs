@@ -11,8 +11,10 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+mod drain;
 mod judge;
 
+pub use drain::{Drained, PodOnNode, classify, to_evict};
 pub use judge::{NodeState, NodeVerdict, judge_nodes, node_state};
 pub use k8s_openapi;
 pub use kube;

@@ -9,6 +9,7 @@ mod cmd_frontdoor;
 mod cmd_lab;
 mod cmd_pki;
 mod cmd_plan;
+mod cmd_remove;
 mod cmd_schema;
 mod cmd_status;
 mod cmd_up;
@@ -47,6 +48,8 @@ enum Command {
     Pki(cmd_pki::PkiArgs),
     /// etcd snapshots: take one from a healthy member, restore one on every member
     Etcd(cmd_etcd::EtcdArgs),
+    /// Take nodes out of the cluster: drain, etcd member, kubeadm reset, Node object, and the peers and backends of the nodes that stay
+    Remove(cmd_remove::RemoveArgs),
     /// The front door daemon (VIP + apiserver load balancer) on a control-plane node
     Frontdoor(cmd_frontdoor::FrontdoorArgs),
     /// A real HA lab on this machine: namespaces, TLS etcd, the front door; failover drills
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         },
         Command::Up(args) => cmd_up::run(args),
         Command::Etcd(args) => cmd_etcd::run(args),
+        Command::Remove(args) => cmd_remove::run(args),
         Command::Status(args) => cmd_status::run(args),
         Command::Frontdoor(args) => cmd_frontdoor::run(args),
         Command::Lab(args) => cmd_lab::run(args),

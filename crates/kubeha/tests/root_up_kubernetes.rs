@@ -74,8 +74,14 @@ impl Lab {
 
     /// `kubeha <args> -f inventory --known-hosts …` from the client namespace.
     fn kubeha(&self, args: &[&str]) -> Output {
-        self.state
-            .kubeha(&assert_cmd::cargo::cargo_bin("kubeha"), args)
+        self.kubeha_with(&self.state.inventory, args)
+    }
+
+    /// The same with another inventory of this lab.
+    fn kubeha_with(&self, inventory: &Path, args: &[&str]) -> Output {
+        let mut st = self.state.clone();
+        st.inventory = inventory.to_path_buf();
+        st.kubeha(&assert_cmd::cargo::cargo_bin("kubeha"), args)
             .output()
             .expect("kubeha runs")
     }
@@ -409,6 +415,237 @@ fn up_real_ha_kubernetes(variant: Variant) {
     if !variant.keepalived_haproxy {
         drill(&lab);
     }
+    remove_nodes(&mut lab, variant);
+}
+
+/// Day 2: `kubeha remove`. Bad input and a removal that would leave no control plane change
+/// nothing; a dry run shows the actions. A worker running a Deployment guarded by a
+/// PodDisruptionBudget is drained (its pods move to the other worker), reset and deleted. Then
+/// the first control-plane node, the one kubeadm initialised, loses its power and is removed
+/// while dead: its etcd member and Node object go, and the front doors that stay drop it as a
+/// peer and backend. Last, the inventory without both nodes (and the pod subnet pins the
+/// removal asked for): `kubeha up` with it changes nothing, and every check is green.
+fn remove_nodes(lab: &mut Lab, variant: Variant) {
+    let what = variant.lab;
+    let worker = lab.state.nodes[CONTROL_PLANES + WORKERS - 1].name.clone();
+    let first = lab.state.nodes[0].name.clone();
+    let out = lab.kubeha(&["remove", "nosuch"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no node `nosuch`") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let cps: Vec<String> = lab.state.nodes[..CONTROL_PLANES]
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    let mut args = vec!["remove"];
+    args.extend(cps.iter().map(String::as_str));
+    let out = lab.kubeha(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no control-plane node") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let out = lab.kubeha(&["remove", &worker, "--dry-run", "--output", "json"]);
+    let dry = report(&out);
+    assert!(out.status.success(), "{dry:#}");
+    assert_eq!(
+        dry["removal"]["leaving"][0]["actions"],
+        serde_json::json!(["drain", "reset", "delete-node"]),
+        "{dry:#}"
+    );
+    lab.kubectl(&["get", "node", &worker])
+        .expect("a dry run changes nothing");
+
+    // A Deployment on the workers, two replicas, at most one away at a time.
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "kubeha-web",
+        "--image=registry.k8s.io/pause:3.10.1",
+        "--replicas=2",
+    ])
+    .unwrap();
+    lab.kubectl(&[
+        "create",
+        "poddisruptionbudget",
+        "kubeha-web",
+        "--selector=app=kubeha-web",
+        "--max-unavailable=1",
+    ])
+    .unwrap();
+    lab.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/kubeha-web",
+        "--timeout=120s",
+    ])
+    .unwrap_or_else(|e| panic!("deployment: {e}\n{}", lab.diagnostics()));
+
+    let started = Instant::now();
+    let out = lab.kubeha(&["remove", &worker, "--output", "json"]);
+    let took = started.elapsed();
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha remove {worker}: {r:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "{what}: kubeha remove {worker} (drain, reset, delete, 4 rounds for the rest) in {took:?}: {}",
+        r["left"]
+    );
+    let gone = lab.kubectl(&["get", "node", &worker]);
+    assert!(
+        gone.as_ref().is_err_and(|e| e.contains("NotFound")),
+        "{gone:?}"
+    );
+    let on = lab
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=kubeha-web",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+        ])
+        .unwrap();
+    assert!(
+        on.lines().count() >= 2 && on.lines().all(|l| !l.starts_with(&format!("{worker} "))),
+        "pods after the drain:\n{on}"
+    );
+    lab.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/kubeha-web",
+        "--timeout=120s",
+    ])
+    .unwrap();
+    let i = CONTROL_PLANES + WORKERS - 1;
+    assert!(
+        lab.exec(i, &["test", "-e", "/etc/kubernetes/kubelet.conf"])
+            .is_err(),
+        "kubeadm reset ran on {worker}"
+    );
+    assert!(
+        lab.exec(i, &["test", "-e", "/var/lib/kubeha/state"])
+            .is_err(),
+        "records cleared on {worker}"
+    );
+
+    // As the removal says: the node's entry deleted, the pins added.
+    let after_worker = without(lab, &lab.state.inventory, &worker, &r, "cluster-1.yaml");
+
+    // The first control-plane node dies and is removed while dead.
+    power_off_node(&mut lab.state, 0).unwrap();
+    let started = Instant::now();
+    let out = lab.kubeha_with(&after_worker, &["remove", &first, "--output", "json"]);
+    let took = started.elapsed();
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha remove {first} (dead): {r:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(r["removal"]["leaving"][0]["reachable"], false, "{r:#}");
+    assert_eq!(
+        r["removal"]["leaving"][0]["actions"],
+        serde_json::json!(["remove-etcd-member", "delete-node"]),
+        "{r:#}"
+    );
+    eprintln!(
+        "{what}: kubeha remove {first} (dead, the first control-plane node) in {took:?}: {}",
+        r["left"]
+    );
+    let members = lab
+        .exec(
+            1,
+            &[
+                "etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                "member",
+                "list",
+            ],
+        )
+        .expect("etcdctl member list");
+    assert_eq!(members.lines().count(), CONTROL_PLANES - 1, "{members}");
+    assert!(!members.contains(&first), "{members}");
+    let gone = lab.kubectl(&["get", "node", &first]);
+    assert!(
+        gone.as_ref().is_err_and(|e| e.contains("NotFound")),
+        "{gone:?}"
+    );
+    let dead = lab.state.nodes[0].address.to_string();
+    let config = if variant.keepalived_haproxy {
+        "/etc/haproxy/haproxy.cfg"
+    } else {
+        "/etc/kubeha/frontdoor.yaml"
+    };
+    for i in 1..CONTROL_PLANES {
+        let c = lab.exec(i, &["cat", config]).unwrap();
+        assert!(
+            !c.contains(&dead),
+            "{config} on node {i} still names {dead}:\n{c}"
+        );
+    }
+
+    // The inventory without both: `kubeha up` finds the removal ran its plan already.
+    let after = without(lab, &after_worker, &first, &r, "cluster-2.yaml");
+    let out = lab.kubeha_with(&after, &["up", "--output", "json"]);
+    let up = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha up without the removed nodes: {}",
+        failures(&up)
+    );
+    assert_eq!(
+        count(&up, "changed"),
+        0,
+        "the removal ran this plan already: {up:#}"
+    );
+    eprintln!("{what}: kubeha up with the removed nodes deleted from the inventory: 0 changed");
+}
+
+/// `inventory` without `node`'s entry and with the pod subnet pins `removed` (a `kubeha
+/// remove --output json`) asked for, written beside it as `name`: what the operator does.
+fn without(lab: &Lab, inventory: &Path, node: &str, removed: &Value, name: &str) -> PathBuf {
+    let pins: Vec<(String, String)> = removed["removal"]["pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let text = std::fs::read_to_string(inventory).unwrap();
+    let after: String = text
+        .lines()
+        .filter(|l| !l.contains(&format!("name: {node},")))
+        .map(|l| {
+            match pins
+                .iter()
+                .find(|(n, _)| l.contains(&format!("name: {n},")))
+            {
+                Some((_, s)) => format!(
+                    "{}, pod_subnet: {s} }}\n",
+                    l.trim_end().trim_end_matches('}').trim_end()
+                ),
+                None => format!("{l}\n"),
+            }
+        })
+        .collect();
+    let path = lab.state.inventory.with_file_name(name);
+    std::fs::write(&path, after).unwrap();
+    path
 }
 
 /// Day 2: objects made, a snapshot taken, the objects deleted and another made, the snapshot

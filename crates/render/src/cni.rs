@@ -55,9 +55,7 @@ awk -v own=\"$own\" 'BEGIN { n = split(own, a, \" \"); for (i = 1; i <= n; i++) 
 ",
     );
     for (i, node) in inv.nodes.iter().enumerate() {
-        let subnet = inv
-            .pod_subnet(i)
-            .expect("validation leaves a /24 per node");
+        let subnet = inv.pod_subnet(i).expect("validation leaves a /24 per node");
         s.push_str(&format!("{subnet} {} {}\n", node.address, node.name));
     }
     s.push_str("ROUTES\n");
