@@ -117,7 +117,16 @@ impl Cluster {
         let mut refused = String::new();
         // Bounded by `limit`: one round a second.
         loop {
-            let pods = self.pods_on(node).await?;
+            let pods = match self.pods_on(node).await {
+                Ok(p) => p,
+                // The API may be failing over: asked again next round, until the limit.
+                Err(e) if Instant::now() < deadline => {
+                    refused = e.to_string();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let pending: Vec<&PodOnNode> = to_evict(&pods).collect();
             if pending.is_empty() {
                 let left = pods
@@ -140,7 +149,7 @@ impl Cluster {
                     if refused.is_empty() {
                         String::new()
                     } else {
-                        format!("; last refusal: {refused}")
+                        format!("; last refusal or error: {refused}")
                     }
                 )));
             }
@@ -157,7 +166,8 @@ impl Cluster {
                     Err(kube::Error::Api(s)) if s.code == 429 => {
                         refused = format!("{}: {}", p.key(), s.message);
                     }
-                    Err(e) => return Err(self.err(format!("evict {}: {e}", p.key()))),
+                    // Not fatal before the limit: the API may be failing over.
+                    Err(e) => refused = format!("evict {}: {e}", p.key()),
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -610,6 +610,136 @@ fn remove_nodes(lab: &mut Lab, variant: Variant) {
         "the removal ran this plan already: {up:#}"
     );
     eprintln!("{what}: kubeha up with the removed nodes deleted from the inventory: 0 changed");
+
+    // The removed worker was reset cleanly: listed again (with the /24 it had), `kubeha up`
+    // joins it afresh, and every node is Ready.
+    let mut text = std::fs::read_to_string(&after).unwrap();
+    let line = std::fs::read_to_string(&lab.state.inventory)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&format!("name: {worker},")))
+        .unwrap()
+        .trim_end()
+        .trim_end_matches('}')
+        .trim_end()
+        .to_string();
+    let subnet = format!("198.19.{}.0/24", CONTROL_PLANES + WORKERS - 1);
+    let nodes_end = text.find("etcd:").unwrap();
+    text.insert_str(nodes_end, &format!("{line}, pod_subnet: {subnet} }}\n"));
+    let again = lab.state.inventory.with_file_name("cluster-3.yaml");
+    std::fs::write(&again, text).unwrap();
+    let started = Instant::now();
+    let out = lab.kubeha_with(&again, &["up", "--output", "json"]);
+    let up = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha up with {worker} added again: {}",
+        failures(&up)
+    );
+    let joined = up["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == worker.as_str())
+        .unwrap();
+    assert!(
+        joined["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == "join-worker/kubeadm-join" && s["outcome"] == "changed"),
+        "{joined:#}"
+    );
+    eprintln!(
+        "{what}: {worker} added again: kubeha up joined it in {:?}",
+        started.elapsed()
+    );
+
+    // The dead control-plane node, wiped as kubeha remove told the operator to (its units
+    // disabled while it is off, kubeadm reset once it is on), is added again at the end of
+    // the list: its etcd member is added (kubeadm for stacked, etcd-member.sh's member add for
+    // external), and every front door learns it. Requests go through the VIP meanwhile.
+    let wants = lab.state.nodes[0]
+        .state_dir
+        .join("etc/systemd/system/multi-user.target.wants");
+    for unit in [
+        "kubelet",
+        "etcd",
+        "kubeha-frontdoor",
+        "keepalived",
+        "haproxy",
+    ] {
+        let _ = std::fs::remove_file(wants.join(format!("{unit}.service")));
+    }
+    lab::kubernetes::power_on(&mut lab.state, 0).unwrap();
+    lab.exec(
+        0,
+        &[
+            "sh",
+            "-c",
+            "kubeadm reset -f --skip-phases=remove-etcd-member >/dev/null 2>&1; rm -rf /var/lib/kubeha/state /var/lib/kubeha/etcd-join.env /var/lib/etcd",
+        ],
+    )
+    .unwrap();
+    let line = std::fs::read_to_string(&lab.state.inventory)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&format!("name: {first},")))
+        .unwrap()
+        .trim_end()
+        .trim_end_matches('}')
+        .trim_end()
+        .to_string();
+    let mut text = std::fs::read_to_string(&again).unwrap();
+    let nodes_end = text.find("etcd:").unwrap();
+    text.insert_str(
+        nodes_end,
+        &format!("{line}, pod_subnet: 198.19.0.0/24 }}\n"),
+    );
+    let whole = lab.state.inventory.with_file_name("cluster-4.yaml");
+    std::fs::write(&whole, text).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (written, watched) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let probe = traffic(lab, stop.clone(), written, watched);
+    let started = Instant::now();
+    let out = lab.kubeha_with(&whole, &["up", "--output", "json"]);
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let seen = probe.join().unwrap().unwrap();
+    let up = report(&out);
+    assert!(
+        out.status.success(),
+        "kubeha up with {first} added again: {}\n{}",
+        failures(&up),
+        lab.diagnostics()
+    );
+    let members = lab
+        .exec(
+            1,
+            &[
+                "etcdctl",
+                "--endpoints=https://127.0.0.1:2379",
+                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+                "member",
+                "list",
+            ],
+        )
+        .expect("etcdctl member list");
+    assert_eq!(members.lines().count(), CONTROL_PLANES, "{members}");
+    assert!(members.contains(&first), "{members}");
+    all_ready(lab, Duration::from_secs(120));
+    let failed = |v: &[Request]| v.iter().filter(|r| !r.ok).count();
+    eprintln!(
+        "{what}: {first} added again as a control-plane node: kubeha up in {took:?}; through the VIP meanwhile {} of {} writes, {} of {} reads, {} of {} GET /version failed",
+        failed(&seen.writes),
+        seen.writes.len(),
+        failed(&seen.reads),
+        seen.reads.len(),
+        failed(&seen.versions),
+        seen.versions.len()
+    );
 }
 
 /// `inventory` without `node`'s entry and with the pod subnet pins `removed` (a `kubeha

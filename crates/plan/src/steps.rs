@@ -352,11 +352,21 @@ pub(crate) fn for_node(
         b.step(
             StepId::EtcdMember,
             "external etcd member as a systemd unit, then wait until it is healthy",
-            vec![paths::ETCD_UNIT.into()],
+            vec![paths::ETCD_INITIAL_ENV.into(), paths::ETCD_UNIT.into()],
             Some(script(
                 &[
                     ("DATA_DIR", inv.etcd.data_dir.clone()),
                     ("ADDRESS", node.address.to_string()),
+                    ("NAME", node.name.clone()),
+                    (
+                        "OTHERS",
+                        inv.etcd_members()
+                            .filter(|m| m.name != node.name)
+                            .map(|m| format!("{}=https://{}:2380", m.name, m.address))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    ("JOIN_ENV", paths::ETCD_JOIN_ENV.to_string()),
                 ],
                 &[sh::ETCD_MEMBER],
             )),

@@ -82,6 +82,9 @@ pub mod paths {
     pub const FRONTDOOR_CONFIG: &str = "/etc/kubeha/frontdoor.yaml";
     pub const FRONTDOOR_UNIT: &str = "/etc/systemd/system/kubeha-frontdoor.service";
     pub const ETCD_UNIT: &str = "/etc/systemd/system/etcd.service";
+    pub const ETCD_INITIAL_ENV: &str = "/etc/kubeha/etcd-initial.env";
+    /// Written on the node by etcd-member.sh when the member joins a running cluster.
+    pub const ETCD_JOIN_ENV: &str = "/var/lib/kubeha/etcd-join.env";
     pub const HOSTS_BLOCK: &str = "/etc/kubeha/hosts.block";
     pub const KEEPALIVED_CONF: &str = "/etc/keepalived/keepalived.conf";
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/check_apiserver.sh";
@@ -204,6 +207,7 @@ impl<'a> Renderer<'a> {
             out.push(kubeadm::join_config(inv, node, inputs));
         }
         if inv.etcd.topology == EtcdTopology::External && node.roles.etcd {
+            out.push(units::etcd_initial_env(inv));
             out.push(units::etcd(inv, node, &inputs.etcd_binary));
         }
         out

@@ -91,12 +91,28 @@ ExecStart={bin} $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_A
     ]
 }
 
-/// External-topology etcd member, seed 004's unit with the inventory's tuning.
-pub fn etcd(inv: &Inventory, node: &Node, binary: &str) -> Artifact {
+/// How the members of a new cluster find each other: every member of the inventory, state
+/// `new`. etcd reads it only when its data directory is empty; a member that joins a running
+/// cluster gets its own in `ETCD_JOIN_ENV` (etcd-member.sh, after `member add`), read after this
+/// one, so it wins.
+pub fn etcd_initial_env(inv: &Inventory) -> Artifact {
     let cluster: Vec<String> = inv
         .etcd_members()
         .map(|n| format!("{}=https://{}:2380", n.name, n.address))
         .collect();
+    Artifact::text(
+        paths::ETCD_INITIAL_ENV,
+        0o644,
+        "etcd's initial cluster (read only by a member without data)",
+        format!(
+            "ETCD_INITIAL_CLUSTER={}\nETCD_INITIAL_CLUSTER_STATE=new\n",
+            cluster.join(",")
+        ),
+    )
+}
+
+/// External-topology etcd member, seed 004's unit with the inventory's tuning.
+pub fn etcd(inv: &Inventory, node: &Node, binary: &str) -> Artifact {
     let a = node.address;
     let mut flags: Vec<(String, String)> = vec![
         ("name".into(), node.name.clone()),
@@ -111,8 +127,6 @@ pub fn etcd(inv: &Inventory, node: &Node, binary: &str) -> Artifact {
             "initial-advertise-peer-urls".into(),
             format!("https://{a}:2380"),
         ),
-        ("initial-cluster".into(), cluster.join(",")),
-        ("initial-cluster-state".into(), "new".into()),
         (
             "initial-cluster-token".into(),
             format!("kubeha-{}", inv.cluster.name),
@@ -160,6 +174,8 @@ Wants=network-online.target
 
 [Service]
 Type=notify
+EnvironmentFile={initial}
+EnvironmentFile=-{join}
 ExecStart={binary} \\
 {exec}
 Restart=always
@@ -170,7 +186,9 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 ",
         name = node.name,
-        exec = exec.join(" \\\n")
+        exec = exec.join(" \\\n"),
+        initial = paths::ETCD_INITIAL_ENV,
+        join = paths::ETCD_JOIN_ENV,
     );
     Artifact::text(
         paths::ETCD_UNIT,

@@ -549,6 +549,27 @@ pub async fn remove(
 
 const AGAIN: &str = "fix that, then run kubeha remove again: it resumes";
 
+/// How long an API call is tried again: a removal often starts right after a node died, and
+/// the VIP may still be moving off it (seconds with keepalived) or the client's pooled
+/// connection may lead to it.
+const API_RETRY: Duration = Duration::from_secs(45);
+
+/// `call` until it succeeds or `API_RETRY` has passed (every 2 s); the last error otherwise.
+async fn api_retry<T, F>(mut call: impl FnMut() -> F) -> Result<T, kubeapi::ApiError>
+where
+    F: std::future::Future<Output = Result<T, kubeapi::ApiError>>,
+{
+    let deadline = Instant::now() + API_RETRY;
+    // Bounded by API_RETRY.
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
 async fn act(
     w: &Work<'_>,
     removal: &Removal,
@@ -566,9 +587,7 @@ async fn act(
     let failed = |detail: String| (detail, AGAIN.to_string());
     match action {
         Action::Drain => {
-            if !w
-                .api
-                .cordon(&node.name)
+            if !api_retry(|| w.api.cordon(&node.name))
                 .await
                 .map_err(|e| failed(e.to_string()))?
             {
@@ -672,9 +691,7 @@ async fn act(
             Ok("kubeadm reset done, kubeha's records cleared".into())
         }
         Action::DeleteNode => {
-            let existed = w
-                .api
-                .delete_node(&node.name)
+            let existed = api_retry(|| w.api.delete_node(&node.name))
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             Ok(if existed {
