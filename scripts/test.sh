@@ -37,7 +37,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> shellcheck (the step scripts kubeha runs on nodes)"
-shellcheck -s sh crates/plan/src/scripts/*.sh crates/deploy/src/etcd/scripts/*.sh
+shellcheck -s sh crates/plan/src/scripts/*.sh crates/deploy/src/etcd/scripts/*.sh crates/deploy/src/remove/scripts/*.sh
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> cargo test"

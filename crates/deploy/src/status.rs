@@ -24,6 +24,8 @@ pub struct ClusterStatus {
     pub healthy: bool,
     pub nodes: Vec<NodeStatus>,
     pub certificates: Option<Certificates>,
+    /// Read from the nodes' own files, kubeconfig-embedded client certificates included.
+    pub node_certificates: NodeCertificates,
     /// The cluster through its API (kube-rs, the PKI store's admin kubeconfig, the VIP);
     /// `None` before the PKI store has an admin kubeconfig.
     pub kubernetes: Option<crate::kubernetes::ApiStatus>,
@@ -79,8 +81,11 @@ pub async fn status(
             let exec = Exec::new(script, Duration::from_secs(20)).purpose(Purpose::Status);
             match t.run(&exec).await {
                 Ok(o) => {
-                    let mut s = parse(&n.name, &o.stdout_str());
+                    let stdout = o.stdout_str();
+                    let mut s = parse(&n.name, &stdout);
                     s.latency_ms = Some(t0.elapsed().as_millis() as u64);
+                    s.certificates =
+                        node_certificates(&stdout, pki::time::OffsetDateTime::now_utc());
                     s
                 }
                 Err(e) => unreachable(Some(e.to_string())),
@@ -142,6 +147,7 @@ fn judge(
         etcd_healthy,
         healthy,
         certificates,
+        node_certificates: sum_node_certificates(&nodes),
         nodes,
         kubernetes: None,
     }
@@ -176,8 +182,102 @@ pub fn script(p: &Probe<'_>) -> String {
     if p.etcd_member {
         s.push_str(&etcd_probe(p.address));
     }
+    s.push_str(CERTS_PROBE);
     s.push_str("exit 0\n");
     s
+}
+
+/// Prints `cert <file> <base64 PEM>` for every certificate the node's components use: the
+/// files under /etc/kubernetes/pki, the client certificates embedded in /etc/kubernetes/*.conf,
+/// and the kubelet's own (only the CERTIFICATE blocks of its .pem: never a key).
+pub const CERTS_PROBE: &str = "\
+for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt /var/lib/kubelet/pki/kubelet.crt; do [ -f \"$f\" ] && echo \"cert $f $(base64 -w0 < \"$f\")\"; done
+for f in /etc/kubernetes/*.conf; do [ -f \"$f\" ] && sed -n 's/^ *client-certificate-data: *//p' \"$f\" | while read -r d; do echo \"cert $f $d\"; done; done
+f=/var/lib/kubelet/pki/kubelet-client-current.pem; [ -f \"$f\" ] && echo \"cert $f $(sed -n '/-BEGIN CERTIFICATE-/,/-END CERTIFICATE-/p' \"$f\" | base64 -w0)\"
+";
+
+/// A certificate found on a node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeCert {
+    /// The file (a kubeconfig for an embedded client certificate).
+    pub source: String,
+    pub subject: String,
+    pub not_after: String,
+    /// Whole days from now (negative once expired).
+    pub days_left: i64,
+    pub is_ca: bool,
+}
+
+/// The certificates in `CERTS_PROBE`'s lines of `stdout`, as of `now`. A line that does not
+/// decode is reported as a certificate with an empty `not_after` and days_left 0, so it shows.
+pub fn node_certificates(stdout: &str, now: pki::time::OffsetDateTime) -> Vec<NodeCert> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let Some(rest) = line.strip_prefix("cert ") else {
+            continue;
+        };
+        let Some((source, data)) = rest.split_once(' ') else {
+            continue;
+        };
+        let parsed = pki::kubeconfig::decode_data(data)
+            .and_then(|pem| pki::x509::pem_certs(&pem))
+            .and_then(|ders| {
+                ders.iter()
+                    .map(|d| pki::x509::parse_cert(d))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        match parsed {
+            Ok(infos) => out.extend(infos.into_iter().map(|i| {
+                NodeCert {
+                    source: source.to_string(),
+                    subject: i.subject.clone(),
+                    not_after: i
+                        .not_after
+                        .format(&pki::time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    days_left: (i.not_after - now).whole_seconds().div_euclid(86400),
+                    is_ca: i.is_ca,
+                }
+            })),
+            Err(e) => out.push(NodeCert {
+                source: source.to_string(),
+                subject: format!("unreadable: {e}"),
+                not_after: String::new(),
+                days_left: 0,
+                is_ca: false,
+            }),
+        }
+    }
+    out
+}
+
+/// The certificates read from the nodes, summed up.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct NodeCertificates {
+    /// How many certificates were read, on how many nodes.
+    pub certificates: usize,
+    pub nodes: usize,
+    /// `node:file` of the leaf certificate that expires first.
+    pub soonest: Option<String>,
+    pub soonest_days_left: Option<i64>,
+    pub expiring_within_30_days: usize,
+}
+
+fn sum_node_certificates(nodes: &[NodeStatus]) -> NodeCertificates {
+    let leaves = || {
+        nodes
+            .iter()
+            .flat_map(|n| n.certificates.iter().map(move |c| (n, c)))
+            .filter(|(_, c)| !c.is_ca)
+    };
+    let soonest = leaves().min_by_key(|(_, c)| c.days_left);
+    NodeCertificates {
+        certificates: nodes.iter().map(|n| n.certificates.len()).sum(),
+        nodes: nodes.iter().filter(|n| !n.certificates.is_empty()).count(),
+        soonest: soonest.map(|(n, c)| format!("{}:{}", n.name, c.source)),
+        soonest_days_left: soonest.map(|(_, c)| c.days_left),
+        expiring_within_30_days: leaves().filter(|(_, c)| c.days_left < 30).count(),
+    }
 }
 
 /// Prints `vip held` or `vip not-held` (for [`parse`]): is `vip` on one of the node's links?
@@ -219,6 +319,9 @@ pub struct NodeStatus {
     pub backends: Vec<(String, bool)>,
     /// `None` for nodes without an etcd member.
     pub etcd: Option<EtcdMember>,
+    /// What the node's own files hold (`kubeha pki renew` changes the store; these show
+    /// whether the nodes have the renewed ones).
+    pub certificates: Vec<NodeCert>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -303,6 +406,66 @@ pub fn parse(name: &str, stdout: &str) -> NodeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PKI issued for a small inventory, as `up` issues it.
+    fn issued() -> tempfile::TempDir {
+        let inv = inventory::parse_str(
+            "cluster: { name: c, kubernetes_version: 1.34.4 }\nendpoint: { vip: 198.18.0.10/24 }\nnodes:\n  - { name: cp1, address: 198.18.0.11/24, roles: [control-plane] }\npki: { leaf_validity: 100d }\n",
+            "c.yaml",
+        )
+        .unwrap()
+        .inventory;
+        let dir = tempfile::tempdir().unwrap();
+        pki::Store::open(dir.path())
+            .issue(
+                &plan::pki::spec(&inv),
+                pki::time::OffsetDateTime::now_utc(),
+                &pki::IssueOptions::default(),
+            )
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn node_certificates_read_files_and_kubeconfig_data_and_sum_up_the_leaves() {
+        use base64::Engine;
+        let dir = issued();
+        let cluster = dir.path().join("cluster");
+        let b64 = |p: &str| {
+            base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(cluster.join(p)).unwrap())
+        };
+        let admin = std::fs::read_to_string(cluster.join("admin.conf")).unwrap();
+        let embedded = admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("client-certificate-data: "))
+            .unwrap();
+        let stdout = format!(
+            "vip held\ncert /etc/kubernetes/pki/ca.crt {}\ncert /etc/kubernetes/pki/apiserver.crt {}\ncert /etc/kubernetes/admin.conf {embedded}\ncert /etc/kubernetes/pki/bad.crt bm90IGEgY2VydA==\n",
+            b64("pki/ca.crt"),
+            b64("pki/apiserver.crt"),
+        );
+        let certs = node_certificates(&stdout, pki::time::OffsetDateTime::now_utc());
+        assert_eq!(certs.len(), 4, "{certs:#?}");
+        assert!(certs[0].is_ca && certs[0].days_left > 3000);
+        assert_eq!((certs[1].is_ca, certs[1].days_left), (false, 99));
+        assert!(
+            certs[2].subject.contains("kubernetes-admin") || certs[2].subject.contains("admin"),
+            "{:?}",
+            certs[2]
+        );
+        assert!(certs[3].subject.starts_with("unreadable"), "{:?}", certs[3]);
+        let mut node = parse("cp1", &stdout);
+        node.certificates = certs;
+        let sum = sum_node_certificates(&[node, parse("w1", "")]);
+        assert_eq!((sum.certificates, sum.nodes), (4, 1));
+        // The unreadable one counts as expiring: it needs a look.
+        assert_eq!(
+            sum.soonest.as_deref(),
+            Some("cp1:/etc/kubernetes/pki/bad.crt")
+        );
+        assert_eq!(sum.expiring_within_30_days, 1);
+    }
 
     #[test]
     fn healthy_needs_one_vip_holder_every_node_and_every_member() {

@@ -100,6 +100,18 @@ pub fn run(args: StatusArgs) -> u8 {
                     );
                 }
             }
+            let nc = &st.node_certificates;
+            if nc.certificates > 0 {
+                println!(
+                    "certificates on the nodes: {} on {} node(s), soonest expiry {} in {} days, {} within 30 days",
+                    nc.certificates,
+                    nc.nodes,
+                    nc.soonest.as_deref().unwrap_or("-"),
+                    nc.soonest_days_left
+                        .map_or_else(|| "null".to_string(), |d| d.to_string()),
+                    nc.expiring_within_30_days
+                );
+            }
             if let Some(c) = &st.certificates {
                 println!(
                     "certificates: {} in {}, soonest expiry {} in {} days",

@@ -370,6 +370,40 @@ fn up_real_ha_kubernetes(variant: Variant) {
         "{k:#}"
     );
     assert_eq!(st["healthy"], true, "{st:#}");
+    // Certificate expiry read from the nodes' own files: on a control-plane node the PKI
+    // files and the kubeconfigs' embedded client certificates, on a worker the kubelet's.
+    let nc = &st["node_certificates"];
+    assert_eq!(nc["nodes"], CONTROL_PLANES + WORKERS, "{nc:#}");
+    assert_eq!(nc["expiring_within_30_days"], 0, "{nc:#}");
+    assert!(nc["soonest_days_left"].as_i64().unwrap() >= 360, "{nc:#}");
+    let first = &st["nodes"][0]["certificates"];
+    let sources: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .collect();
+    for f in [
+        "/etc/kubernetes/pki/apiserver.crt",
+        "/etc/kubernetes/admin.conf",
+        "/var/lib/kubelet/pki/kubelet-client-current.pem",
+    ] {
+        assert!(
+            sources.contains(&f),
+            "{f} not read on the first node: {sources:?}"
+        );
+    }
+    let worker = &st["nodes"][CONTROL_PLANES]["certificates"];
+    assert!(
+        worker.as_array().unwrap().iter().any(|c| c["source"]
+            == "/var/lib/kubelet/pki/kubelet-client-current.pem"
+            && c["is_ca"] == false),
+        "{worker:#}"
+    );
+    eprintln!(
+        "{what}: kubeha status read {} certificates on the nodes; soonest {} in {} days",
+        nc["certificates"], nc["soonest"], nc["soonest_days_left"]
+    );
     // And the lab's own status, its JSON contract.
     let out = kubeha(&[
         "lab",
@@ -677,7 +711,7 @@ fn remove_nodes(lab: &mut Lab, variant: Variant) {
         &[
             "sh",
             "-c",
-            "kubeadm reset -f --skip-phases=remove-etcd-member >/dev/null 2>&1; rm -rf /var/lib/kubeha/state /var/lib/kubeha/etcd-join.env /var/lib/etcd",
+            "kubeadm reset -f --skip-phases=remove-etcd-member >/dev/null 2>&1; rm -rf /var/lib/kubeha/state /var/lib/kubeha/etcd-join.env /var/lib/etcd/*",
         ],
     )
     .unwrap();

@@ -9,7 +9,8 @@ fi
 if [ -n "$ETCD_DATA" ]; then
   systemctl disable etcd >/dev/null 2>&1 || true
   systemctl stop etcd 2>/dev/null || true
-  if [ -d "$ETCD_DATA/member" ]; then mv "$ETCD_DATA" "$ETCD_DATA.kubeha-removed-$STAMP"; fi
+  # Kept, inside the data directory (often a mount point of its own); etcd reads member/ only.
+  if [ -d "$ETCD_DATA/member" ]; then mv "$ETCD_DATA/member" "$ETCD_DATA/member.kubeha-removed-$STAMP"; fi
 fi
 rm -rf /var/lib/kubeha/state
 echo 'kubeha-reset-done'
