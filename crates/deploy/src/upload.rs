@@ -40,6 +40,23 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Sh variables (quoted), one per line, then `script`: how a day-2 script gets its inputs.
+pub fn with_vars(vars: &[(&str, &str)], script: &str) -> String {
+    let mut s: String = vars
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", sh_quote(v)))
+        .collect();
+    s.push_str(script);
+    s
+}
+
+/// The last `lines` non-empty lines of a command's output, joined for a one-line error.
+pub fn tail_lines(text: &[u8], lines: usize) -> String {
+    let t = String::from_utf8_lossy(text);
+    let v: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
+    v[v.len().saturating_sub(lines)..].join(" | ")
+}
+
 /// `kubeha_put PATH SIZE OWNER MODE` reads exactly SIZE bytes of stdin into PATH. GNU
 /// `head -c` never reads past its count, so several files can follow each other on stdin.
 pub fn put_function() -> String {

@@ -315,20 +315,7 @@ fn up_real_ha_kubernetes(variant: Variant) {
             .count()
     };
     assert_eq!(static_pods("kube-apiserver"), CONTROL_PLANES, "{pods}");
-    let members = lab
-        .exec(
-            0,
-            &[
-                "etcdctl",
-                "--endpoints=https://127.0.0.1:2379",
-                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-                "member",
-                "list",
-            ],
-        )
-        .expect("etcdctl member list");
+    let members = etcd_members(&lab, 0);
     assert_eq!(members.lines().count(), CONTROL_PLANES, "{members}");
     if variant.external_etcd {
         assert_eq!(static_pods("etcd"), 0, "{pods}");
@@ -594,20 +581,7 @@ fn remove_nodes(lab: &mut Lab, variant: Variant) {
         "{what}: kubeha remove {first} (dead, the first control-plane node) in {took:?}: {}",
         r["left"]
     );
-    let members = lab
-        .exec(
-            1,
-            &[
-                "etcdctl",
-                "--endpoints=https://127.0.0.1:2379",
-                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-                "member",
-                "list",
-            ],
-        )
-        .expect("etcdctl member list");
+    let members = etcd_members(lab, 1);
     assert_eq!(members.lines().count(), CONTROL_PLANES - 1, "{members}");
     assert!(!members.contains(&first), "{members}");
     let gone = lab.kubectl(&["get", "node", &first]);
@@ -747,20 +721,7 @@ fn remove_nodes(lab: &mut Lab, variant: Variant) {
         failures(&up),
         lab.diagnostics()
     );
-    let members = lab
-        .exec(
-            1,
-            &[
-                "etcdctl",
-                "--endpoints=https://127.0.0.1:2379",
-                "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-                "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-                "member",
-                "list",
-            ],
-        )
-        .expect("etcdctl member list");
+    let members = etcd_members(lab, 1);
     assert_eq!(members.lines().count(), CONTROL_PLANES, "{members}");
     assert!(members.contains(&first), "{members}");
     all_ready(lab, Duration::from_secs(120));
@@ -937,6 +898,23 @@ fn etcd_snapshot_and_restore(lab: &Lab) {
         "{what}: after the restore every node is Ready and kubeha status is green ({:?} after it began)",
         started.elapsed()
     );
+}
+
+/// `etcdctl member list` on node `i` (etcdctl from the bundle, the health-check certificate).
+fn etcd_members(lab: &Lab, i: usize) -> String {
+    lab.exec(
+        i,
+        &[
+            "etcdctl",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            "member",
+            "list",
+        ],
+    )
+    .expect("etcdctl member list")
 }
 
 /// Waits (at most `within`) until every node of the lab is Ready, read through the VIP.

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::Connections;
 use crate::transport::{Exec, Output, Transport};
-use crate::upload::sh_quote;
+use crate::upload::{tail_lines as tail, with_vars};
 pub use snapshot_file::{NotASnapshot, Verified};
 
 mod sh {
@@ -126,16 +126,6 @@ pub struct Restored {
     pub warnings: Vec<String>,
 }
 
-/// Sh variables (quoted) before a script.
-fn with_vars(vars: &[(&str, &str)], script: &str) -> String {
-    let mut s: String = vars
-        .iter()
-        .map(|(k, v)| format!("{k}={}\n", sh_quote(v)))
-        .collect();
-    s.push_str(script);
-    s
-}
-
 /// `script` (hold.sh or release.sh) for these static pods and this unit.
 fn static_pods(script: &str, pods: &str, unit: &str) -> String {
     with_vars(
@@ -155,12 +145,6 @@ fn members(inv: &Inventory) -> Vec<&Node> {
 
 fn client_url(n: &Node) -> String {
     format!("https://{}:2379", n.address)
-}
-
-fn tail(text: &[u8], lines: usize) -> String {
-    let t = String::from_utf8_lossy(text);
-    let v: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
-    v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
 /// The revision and key count `etcdutl snapshot status -w json` reported (on stderr, prefixed).

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::Connections;
 use crate::status::ClusterStatus;
 use crate::transport::{Exec, Transport};
-use crate::upload::sh_quote;
+use crate::upload::{tail_lines as tail, with_vars};
 
 mod sh {
     pub const MEMBERS: &str = include_str!("scripts/members.sh");
@@ -438,21 +438,6 @@ pub struct Left {
     pub name: String,
     /// (action, what happened, milliseconds).
     pub done: Vec<(Action, String, u64)>,
-}
-
-fn with_vars(vars: &[(&str, &str)], script: &str) -> String {
-    let mut s: String = vars
-        .iter()
-        .map(|(k, v)| format!("{k}={}\n", sh_quote(v)))
-        .collect();
-    s.push_str(script);
-    s
-}
-
-fn tail(text: &[u8], lines: usize) -> String {
-    let t = String::from_utf8_lossy(text);
-    let v: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
-    v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
 /// Runs `script` on `t`; a failure or a non-zero exit is the step's error.
