@@ -8,31 +8,37 @@ ecurl() { curl -fsS --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kuberne
 if [ ! -d "$DATA_DIR/member" ]; then
   # No data yet: a member of a new cluster (the initial env file says so), or one added to a
   # cluster that runs already. That one is added first (etcd's runtime reconfiguration) and
-  # starts with state `existing` and the cluster as it is now.
+  # starts with state `existing` and the cluster as it is now. Nobody answering means a new
+  # cluster. Members that answer without a quorum may be restarting in this same run (or be
+  # new themselves, started a moment earlier): waited for, then taken as a new cluster.
   rm -f "$JOIN_ENV"
-  list='' via=''
-  for m in $OTHERS; do
-    url=${m#*=}; client="${url%:2380}:2379"
-    if ecurl --max-time 3 "$client/health" 2>/dev/null | grep -q '"health":"true"'; then
-        list=$(ecurl --max-time 10 -X POST -d '{}' "$client/v3/cluster/member/list") && via=$client && break
-    fi
+  self="https://$ADDRESS:2380"
+  joined='' seen=''
+  # Bounded: 20 rounds, 2 s apart.
+  for _ in $(seq 1 20); do
+    for m in $OTHERS; do
+      url=${m#*=}; client="${url%:2380}:2379"
+      rc=0; health=$(ecurl --max-time 3 "$client/health" 2>/dev/null) || rc=$?
+      case $rc in 0) ;; 7|28|35) continue ;; *) seen=1; continue ;; esac
+      seen=1
+      case "$health" in *'"health":"true"'*) ;; *) continue ;; esac
+      list=$(ecurl --max-time 10 -X POST -d '{}' "$client/v3/cluster/member/list" 2>/dev/null) || continue
+      case "$list" in *"\"$self\""*) joined=$list; break 2 ;; esac
+      ecurl --max-time 30 -X POST -d "{\"peerURLs\": [\"$self\"]}" "$client/v3/cluster/member/add" >/dev/null || true
+    done
+    [ -n "$seen" ] || break
+    sleep 2
   done
-  if [ -n "$via" ]; then
-    self="https://$ADDRESS:2380"
-    case "$list" in
-      *"\"$self\""*) ;;
-      *)
-            ecurl --max-time 30 -X POST -d "{\"peerURLs\": [\"$self\"]}" "$via/v3/cluster/member/add" >/dev/null \
-          || { echo "etcd member add for $self through $via failed: is the cluster healthy?" >&2; exit 1; }
-            list=$(ecurl --max-time 10 -X POST -d '{}' "$via/v3/cluster/member/list") ;;
-    esac
+  if [ -n "$joined" ]; then
     cluster="$NAME=$self"
     for m in $OTHERS; do
-      case "$list" in *"\"${m#*=}\""*) cluster="$cluster,$m" ;; esac
+      case "$joined" in *"\"${m#*=}\""*) cluster="$cluster,$m" ;; esac
     done
     mkdir -p "$(dirname "$JOIN_ENV")"
     printf 'ETCD_INITIAL_CLUSTER=%s\nETCD_INITIAL_CLUSTER_STATE=existing\n' "$cluster" > "$JOIN_ENV"
-    echo "joining the running etcd cluster through $via as $cluster"
+    echo "joining the running etcd cluster as $cluster"
+  elif [ -n "$seen" ]; then
+    echo "etcd members answer but none was healthy for 40 s: starting $NAME as a member of a new cluster" >&2
   fi
 fi
 systemctl daemon-reload
