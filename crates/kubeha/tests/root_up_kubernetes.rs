@@ -669,7 +669,8 @@ fn remove_nodes(lab: &mut Lab, variant: Variant) {
     // external), and every front door learns it. Requests go through the VIP meanwhile.
     let wants = lab.state.nodes[0]
         .state_dir
-        .join("etc/systemd/system/multi-user.target.wants");
+        // The node's /etc is an overlay; its upper layer keeps what the node wrote.
+        .join("etc.up/systemd/system/multi-user.target.wants");
     for unit in [
         "kubelet",
         "etcd",

@@ -529,6 +529,16 @@ pub async fn remove(
             done,
         });
     }
+    // A removed node may have held the VIP: the rounds for the nodes that stay begin once the
+    // API answers through it again (bounded; if not, their checks say so).
+    let _ = api_retry(|| async {
+        match w.api.readyz().await {
+            Ok(t) if t == "ok" => Ok(()),
+            Ok(t) => Err(kubeapi::ApiError::Timeout(t)),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
     Ok(out)
 }
 
