@@ -68,3 +68,11 @@ pub fn load_inventory(path: &Path) -> Result<inventory::Loaded, u8> {
         }
     }
 }
+
+/// `20261202T131131Z`: sorts by time, and is a file name everywhere (snapshots, logs, what
+/// day-2 commands keep aside on nodes).
+pub fn stamp() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
+}

@@ -2,12 +2,13 @@
 //! `deploy::etcd`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use deploy::etcd;
 
 use crate::EXIT_INVALID;
+use crate::cluster_args::stamp;
 use crate::cluster_args::{Format, InventoryArgs, load_inventory};
 use crate::remote::{SshArgs, connect_all};
 
@@ -63,13 +64,6 @@ pub fn run(args: EtcdArgs) -> u8 {
             ssh,
         } => restore(&snapshot, &inventory, output, &ssh),
     }
-}
-
-/// `20261202T131131Z`: sorts by time, and is a file name everywhere.
-fn stamp() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
 }
 
 fn runtime(what: &str) -> Option<tokio::runtime::Runtime> {

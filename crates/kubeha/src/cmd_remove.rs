@@ -8,6 +8,7 @@ use clap::Args;
 use deploy::remove::{self, Facts, Removal, Update, Work};
 
 use crate::EXIT_INVALID;
+use crate::cluster_args::stamp;
 use crate::cluster_args::{Format, InventoryArgs, load_inventory};
 use crate::remote::{SshArgs, connect_all};
 
@@ -59,12 +60,6 @@ impl Outcome<'_> {
     }
 }
 
-fn stamp() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
-}
-
 fn print_removal(r: &Removal) {
     for l in &r.leaving {
         let steps: Vec<String> = l.actions.iter().map(|a| a.to_string()).collect();
@@ -98,12 +93,9 @@ pub fn run(args: RemoveArgs) -> u8 {
     };
     let inv = &loaded.inventory;
     // Names are checked before anything is reached.
-    if let Some(bad) = args.nodes.iter().find(|n| inv.node(n).is_none()) {
-        let e = remove::decide(inv, std::slice::from_ref(bad), &Facts::default());
-        if let Err(e) = e {
-            eprintln!("kubeha remove: {}: {e}", args.inventory.file.display());
-            return EXIT_INVALID;
-        }
+    if let Err(e) = remove::nodes_named(inv, &args.nodes) {
+        eprintln!("kubeha remove: {}: {e}", args.inventory.file.display());
+        return EXIT_INVALID;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -179,10 +179,9 @@ fn quorum(members: usize) -> usize {
     members / 2 + 1
 }
 
-/// Decides what removing `names` does, or refuses. Nodes that cannot be reached leave first
-/// (taking a dead member out first raises the share of healthy ones), then the others in the
-/// order given.
-pub fn decide(inv: &Inventory, names: &[String], facts: &Facts) -> Result<Removal, RemoveError> {
+/// The inventory's nodes named `names`, once each, in that order; an unknown name is bad
+/// input. `decide` starts with it, and the CLI calls it before reaching any node.
+pub fn nodes_named<'a>(inv: &'a Inventory, names: &[String]) -> Result<Vec<&'a Node>, RemoveError> {
     let mut chosen: Vec<&Node> = Vec::new();
     for name in names {
         let Some(n) = inv.node(name) else {
@@ -200,6 +199,14 @@ pub fn decide(inv: &Inventory, names: &[String], facts: &Facts) -> Result<Remova
             chosen.push(n);
         }
     }
+    Ok(chosen)
+}
+
+/// Decides what removing `names` does, or refuses. Nodes that cannot be reached leave first
+/// (taking a dead member out first raises the share of healthy ones), then the others in the
+/// order given.
+pub fn decide(inv: &Inventory, names: &[String], facts: &Facts) -> Result<Removal, RemoveError> {
+    let mut chosen = nodes_named(inv, names)?;
     chosen.sort_by_key(|n| !facts.unreachable.contains(&n.name));
     let gone: Vec<&str> = chosen.iter().map(|n| n.name.as_str()).collect();
     let listed = gone.join(", ");
