@@ -34,6 +34,10 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const MAX_CONNECTIONS: usize = 20_000;
+    /// The VRRP thread's SCHED_FIFO priority: above every ordinary thread, well below the
+    /// kernel's own real-time threads (keepalived's `vrrp_rt_priority` is unset by default;
+    /// its docs suggest a low value).
+    pub const REALTIME_PRIORITY: u8 = 10;
     pub const HTTP_PATH: &str = "/healthz";
     pub const HTTPS_PATH: &str = "/readyz";
     /// `health.timeout` left out: the interval, but at most this.
@@ -104,6 +108,10 @@ pub struct FrontdoorConfig {
     /// apiserver (haproxy's `on-marked-down shutdown-sessions`). Default true.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub close_sessions_on_down: Option<bool>,
+    /// `SCHED_FIFO` priority of the VRRP thread (keepalived's `vrrp_rt_priority`), 1-99; 0 =
+    /// ordinary scheduling. Default [`defaults::REALTIME_PRIORITY`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime_priority: Option<u8>,
 }
 
 impl FrontdoorConfig {
@@ -141,6 +149,7 @@ impl FrontdoorConfig {
             idle_timeout: None,
             max_connections: None,
             close_sessions_on_down: None,
+            realtime_priority: None,
         }
     }
 
@@ -170,6 +179,10 @@ impl FrontdoorConfig {
     }
     pub fn close_sessions_on_down(&self) -> bool {
         self.close_sessions_on_down.unwrap_or(true)
+    }
+    pub fn realtime_priority(&self) -> u8 {
+        self.realtime_priority
+            .unwrap_or(defaults::REALTIME_PRIORITY)
     }
 
     /// The file as YAML (no header comment).

@@ -55,6 +55,8 @@ struct Raw {
     max_connections: Option<S<usize>>,
     #[serde(default)]
     close_sessions_on_down: Option<S<bool>>,
+    #[serde(default)]
+    realtime_priority: Option<S<u8>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,6 +363,18 @@ impl Checker<'_> {
             .local_weight
             .as_ref()
             .map(|w| *self.at("local_weight", w));
+        let realtime_priority = match &raw.realtime_priority {
+            Some(s) if *self.at("realtime_priority", s) > 99 => {
+                return self.err(
+                    "realtime_priority",
+                    s,
+                    format!("{} is not a real-time priority", s.value),
+                    "give 1-99 (SCHED_FIFO), or 0 for ordinary scheduling",
+                );
+            }
+            Some(s) => Some(s.value),
+            None => None,
+        };
         let vip_lifetime = self.opt_duration("vip_lifetime", &raw.vip_lifetime)?;
         if let (Some(d), Some(s)) = (vip_lifetime, &raw.vip_lifetime)
             && d < Duration::from_secs(1)
@@ -401,6 +415,7 @@ impl Checker<'_> {
                 .close_sessions_on_down
                 .as_ref()
                 .map(|c| *self.at("close_sessions_on_down", c)),
+            realtime_priority,
         })
     }
 

@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub local_weight: u8,
     pub vip_lifetime: Duration,
     pub handover_timeout: Duration,
+    /// How the VRRP thread is scheduled (`realtime_priority`).
+    pub scheduling: vip::Scheduling,
 }
 
 /// Reads, parses and resolves a config file.
@@ -130,6 +132,10 @@ pub fn resolve(p: &Parsed) -> Result<DaemonConfig, ConfigError> {
         local_weight: c.local_weight(),
         vip_lifetime: c.vip_lifetime(),
         handover_timeout: c.handover_timeout(),
+        scheduling: match c.realtime_priority() {
+            0 => vip::Scheduling::Normal,
+            p => vip::Scheduling::RealTime(p),
+        },
     })
 }
 
@@ -203,6 +209,7 @@ metrics: 127.0.0.1:9100
         assert!(c.preempt);
         assert_eq!(c.balance, Balance::RoundRobin);
         assert_eq!(c.local_weight, 50);
+        assert_eq!(c.scheduling, vip::Scheduling::RealTime(10));
         assert_eq!(c.vip_lifetime, Duration::from_secs(2));
         assert_eq!(c.handover_timeout, Duration::from_secs(3));
         assert_eq!(c.proxy.drain_timeout, Duration::from_secs(10));

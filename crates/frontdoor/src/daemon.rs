@@ -173,12 +173,15 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
         handover_timeout: cfg.handover_timeout,
     };
     tracing::info!(%source, vip = %cfg.vip, priority = cfg.priority.get(), backends = cfg.backends.len(), "front door starting");
-    let mut speaker = tokio::spawn(vip::run(
+    // Its own thread, real-time where allowed: adverts and deadlines on time on a busy node.
+    let mut speaker = vip::spawn(
         speaker_cfg,
         health_rx,
         vrrp_stop.clone(),
         status_tx,
-    ));
+        cfg.scheduling,
+    )
+    .map_err(|e| DaemonError::Vip(vip::VipError::Thread(e)))?;
 
     // Run until asked to stop, or until the VRRP side fails.
     let early = tokio::select! {
@@ -207,8 +210,10 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     tracing::info!("front door stopped");
     match speaker_result {
         Ok(r) => r.map_err(DaemonError::from),
-        Err(join) => Err(DaemonError::Vip(vip::VipError::Netlink(
-            std::io::Error::other(join.to_string()),
+        Err(_) => Err(DaemonError::Vip(vip::VipError::Thread(
+            std::io::Error::other(
+                "the VRRP thread ended without a result (a bug: see the log above)",
+            ),
         ))),
     }
 }

@@ -96,6 +96,16 @@ impl Collector for VrrpCollector {
                 "Gratuitous ARPs sent.",
                 st.gratuitous_arps,
             ),
+            (
+                "vip_conflicts",
+                "ARP probes that found a device outside the VRRP group answering for the VIP.",
+                st.conflicts_found,
+            ),
+            (
+                "link_ups",
+                "Times the VRRP interface came back up (then probed, and the VIP re-announced).",
+                st.link_ups,
+            ),
         ] {
             ConstCounter::new(v).encode(enc.encode_descriptor(
                 name,
@@ -113,6 +123,19 @@ impl Collector for VrrpCollector {
             )?;
             for (reason, v) in st.counters.iter().filter(|(r, _)| is_drop(r)) {
                 ConstCounter::new(v).encode(family.encode_family(&[("reason", reason)])?)?;
+            }
+        }
+        {
+            // 1 while another device answers ARP for the VIP (this node then stays in Fault).
+            let mut family = enc.encode_descriptor(
+                "vip_conflict",
+                "Whether a device outside the VRRP group answers ARP for the VIP, by its MAC.",
+                None,
+                MetricType::Gauge,
+            )?;
+            if let Some(mac) = st.conflict {
+                let mac = vip::arp::mac_string(mac);
+                ConstGauge::new(1i64).encode(family.encode_family(&[("mac", mac.as_str())])?)?;
             }
         }
         if let Some(m) = st.master {
@@ -159,6 +182,9 @@ mod tests {
             s.effective_priority = 150;
             s.adverts_sent = 7;
             s.master = Some(Ipv4Addr::new(198, 18, 0, 12));
+            s.conflict = Some([2, 0, 0, 0, 0, 9]);
+            s.conflicts_found = 3;
+            s.link_ups = 1;
         });
         let text = pool.metrics().render();
         for line in [
@@ -169,6 +195,9 @@ mod tests {
             "kubeha_frontdoor_vrrp_adverts_sent_total 7\n",
             "kubeha_frontdoor_vrrp_dropped_total{reason=\"bad_ttl\"} 0\n",
             "kubeha_frontdoor_vrrp_master{address=\"198.18.0.12\"} 1\n",
+            "kubeha_frontdoor_vip_conflict{mac=\"02:00:00:00:00:09\"} 1\n",
+            "kubeha_frontdoor_vip_conflicts_total 3\n",
+            "kubeha_frontdoor_link_ups_total 1\n",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

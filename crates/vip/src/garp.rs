@@ -7,29 +7,17 @@ use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, Socket, Type, socklen
 
 use crate::VipError;
 
-const ETH_P_ARP: u16 = 0x0806;
+use crate::arp::ETH_P_ARP;
 
 /// The 42-byte Ethernet frame of a gratuitous ARP request for `ip` from `mac`
 /// (sender and target protocol address both `ip`, target hardware address zero).
 pub fn frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 42] {
-    let mut f = [0u8; 42];
-    f[0..6].copy_from_slice(&[0xff; 6]); // broadcast
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
-    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // protocol: IPv4
-    f[18] = 6;
-    f[19] = 4;
-    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&ip.octets());
-    // target hardware address stays zero
-    f[38..42].copy_from_slice(&ip.octets());
-    f
+    crate::arp::request(mac, ip, ip)
 }
 
-/// The link-layer broadcast address on interface `ifindex`, for an `AF_PACKET` send.
-fn broadcast_on(ifindex: u32) -> SockAddr {
+/// The link-layer broadcast address on interface `ifindex`, for an `AF_PACKET` send (and, as
+/// a bind address, the interface and protocol an `AF_PACKET` socket receives).
+pub(crate) fn broadcast_on(ifindex: u32) -> SockAddr {
     let mut storage = SockAddrStorage::zeroed();
     // SAFETY: `sockaddr_ll` is one of this platform's `sockaddr_*` types and smaller than the
     // zeroed storage it views (socket2 asserts the size); zero is a valid value of every field.

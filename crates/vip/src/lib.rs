@@ -3,11 +3,16 @@
 //! drives the router with them. Everything OS-facing in kubeha's VRRP lives here.
 
 pub mod address;
+pub mod arp;
+pub mod conflict;
 pub mod garp;
 pub mod listen;
+pub mod realtime;
 pub mod socket;
 pub mod speaker;
+pub mod timer;
 
+pub use realtime::{Scheduling, spawn};
 pub use speaker::{SpeakerConfig, Status, run};
 
 /// Makes the kernel pick the interface's primary address, never the VIP, as the source of
@@ -36,6 +41,8 @@ pub enum VipError {
     Socket(String, #[source] std::io::Error),
     #[error("gratuitous ARP: {0}")]
     Arp(#[source] std::io::Error),
+    #[error("VRRP thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("VRRP configuration: {0}")]
     Config(#[from] vrrp::ConfigError),
 }

@@ -28,13 +28,13 @@ pub async fn listen(
     let link = nl.link(interface).await?;
     let own = nl.v4_addresses(link.index).await?;
     let source = own.first().map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
-    let sock = VrrpSocket::open(interface, link.index, source, true)?;
+    let mut sock = VrrpSocket::open(interface, link.index, source, true)?;
     let mut heard: Vec<Heard> = Vec::new();
     let deadline = tokio::time::Instant::now() + duration;
     let mut buf = vec![0u8; 2048];
     // Bounded by the deadline; each receive is cut off by it too.
-    while let Ok(Ok(datagram)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-        let Ok((ip, d)) = vrrp::packet::decode_ipv4(datagram) else {
+    while let Ok(Ok(r)) = tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
+        let Ok((ip, d)) = vrrp::packet::decode_ipv4(r.datagram) else {
             continue;
         };
         let src = ip.context().src;

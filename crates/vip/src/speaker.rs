@@ -1,18 +1,26 @@
 //! The VRRP speaker: owns one pure `vrrp::Router` and carries out what it asks for with the
-//! raw socket, netlink and gratuitous ARP. Time comes from tokio's monotonic clock, mapped onto
-//! the router's epoch-relative `Instant`.
+//! raw socket, netlink and gratuitous ARP. The router's epoch-relative `Instant` is the
+//! monotonic clock since the speaker started; its deadlines wait on a nanosecond timer
+//! ([`DeadlineTimer`]), so adjacent priorities take over in their order.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use netlink_packet_core::NetlinkPayload;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkFlags;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vrrp::{Action, Input, Router, State};
 
 use crate::address::{Link, Netlink};
+use crate::arp::{self, ArpPacket, Mac};
 use crate::socket::VrrpSocket;
-use crate::{VipError, garp};
+use crate::timer::DeadlineTimer;
+use crate::{VipError, conflict, garp};
 
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -39,6 +47,14 @@ pub struct Status {
     pub adverts_sent: u64,
     pub gratuitous_arps: u64,
     pub counters: vrrp::Counters,
+    /// A device outside the group answers ARP for the VIP: its MAC. While set, this node is in
+    /// Fault and does not claim the VIP.
+    pub conflict: Option<Mac>,
+    /// ARP probes that found such a device.
+    pub conflicts_found: u64,
+    /// Times the interface came back up (each followed by a probe, and a re-announce when
+    /// this node still holds the VIP).
+    pub link_ups: u64,
 }
 
 impl Default for Status {
@@ -52,6 +68,9 @@ impl Default for Status {
             adverts_sent: 0,
             gratuitous_arps: 0,
             counters: vrrp::Counters::default(),
+            conflict: None,
+            conflicts_found: 0,
+            link_ups: 0,
         }
     }
 }
@@ -62,13 +81,37 @@ struct Speaker {
     link: Link,
     sock: VrrpSocket,
     router: Router,
-    start: Instant,
+    /// The router's clock and deadline timer.
+    timer: DeadlineTimer,
     status: Status,
     /// Remove the VIP only after a new master is heard (make-before-break).
     defer_remove: bool,
     /// Repeats of the takeover gratuitous ARP still to send.
     garp_repeats: Vec<Instant>,
+    /// The daemon's health, before a VIP conflict is folded in.
+    health_in: vrrp::Health,
+    /// ARP probes under way, and why each was started.
+    probes: JoinSet<(Probe, std::io::Result<Vec<ArpPacket>>)>,
+    /// Whether the interface was running at the last link event.
+    link_running: Option<bool>,
 }
+
+/// Why the segment is probed for the VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// This node just claimed the VIP (or is about to, at start): is another device using it?
+    Claim,
+    /// The interface came back up: probe, then re-announce if this node still holds the VIP.
+    LinkUp,
+    /// A conflict stands: is the other device gone yet?
+    Recheck,
+}
+
+/// How long a probe listens for answers: a reply on a LAN takes well under a millisecond; a
+/// loaded node's kernel may take longer to deliver it.
+const PROBE_WAIT: Duration = Duration::from_millis(200);
+/// While a conflict stands, probe again this often.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// After a takeover, gratuitous ARP again at these offsets: a crashed holder keeps the VIP
 /// until its lifetime ends, and Linux clients ignore an ARP update that changes the address
@@ -81,13 +124,138 @@ const GARP_REPEATS: [Duration; 5] = [
     Duration::from_millis(3000),
 ];
 
+/// Datagrams taken from the socket before acting on a due deadline (a flood cannot hold the
+/// timeout off for longer than this many).
+const PENDING_MAX: usize = 16;
+
 impl Speaker {
     fn now(&self) -> vrrp::Instant {
-        vrrp::Instant::from_epoch(self.start.elapsed())
+        vrrp::Instant::from_epoch(self.timer.elapsed())
+    }
+
+    /// The router's deadline is due: first take the adverts already waiting in the socket
+    /// (bounded), so a master's advert that arrived as the timer fired still counts, then
+    /// time out if the deadline still stands.
+    async fn timeout(&mut self, buf: &mut [u8]) -> Result<(), VipError> {
+        for _ in 0..PENDING_MAX {
+            let (dg, age) = match self.sock.try_recv(buf) {
+                Ok(Some(r)) => (r.datagram.to_vec(), r.age),
+                Ok(None) => break,
+                Err(e) => return Err(VipError::Socket(self.cfg.interface.clone(), e)),
+            };
+            self.datagram(&dg, age).await?;
+        }
+        self.apply(Input::Timeout).await
+    }
+
+    /// The health the router sees: the daemon's, in Fault while another device holds the VIP.
+    async fn apply_health(&mut self) -> Result<(), VipError> {
+        let h = vrrp::Health {
+            fault: self.health_in.fault || self.status.conflict.is_some(),
+            ..self.health_in
+        };
+        self.apply(Input::Health(h)).await
+    }
+
+    /// Starts an ARP probe for the VIP (and the peers' own addresses, so a peer that still
+    /// holds the VIP is known for one), read back in the main loop.
+    fn start_probe(&mut self, why: Probe) {
+        let mut peers = self.cfg.router.unicast_peers.clone();
+        if peers.is_empty()
+            && let Some(m) = self.router.last_master()
+            && m != self.cfg.router.primary_address
+        {
+            peers.push(m);
+        }
+        let (link, own) = (self.link, self.cfg.router.primary_address);
+        let vips = self.cfg.router.virtual_addresses.clone();
+        self.probes.spawn(async move {
+            let mut heard = Vec::new();
+            for vip in vips {
+                match conflict::probe(link, own, vip, &peers, PROBE_WAIT).await {
+                    Ok(h) => heard.extend(h),
+                    Err(e) => return (why, Err(e)),
+                }
+            }
+            (why, Ok(heard))
+        });
+    }
+
+    /// A probe's answers: a device outside the group on the VIP puts this node in Fault until
+    /// a later probe finds it gone; a clean probe after link-up re-announces a held VIP.
+    async fn probed(
+        &mut self,
+        why: Probe,
+        heard: std::io::Result<Vec<ArpPacket>>,
+    ) -> Result<(), VipError> {
+        let heard = match heard {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "ARP probe for the VIP not sent; VIP conflicts go undetected");
+                return Ok(());
+            }
+        };
+        let mut peers = self.cfg.router.unicast_peers.clone();
+        peers.extend(self.router.last_master());
+        let found =
+            self.cfg.router.virtual_addresses.iter().find_map(|&vip| {
+                arp::stranger(&heard, vip, self.link.mac, &peers).map(|m| (vip, m))
+            });
+        match (found, self.status.conflict) {
+            (Some((vip, mac)), _) => {
+                self.status.conflicts_found += 1;
+                if self.status.conflict.is_none() {
+                    tracing::error!(%vip, mac = %arp::mac_string(mac), "a device outside the VRRP group answers ARP for the VIP: not claiming it until it is gone (checked every 2 s)");
+                    self.status.conflict = Some(mac);
+                    self.apply_health().await?;
+                }
+            }
+            (None, Some(mac)) => {
+                tracing::info!(mac = %arp::mac_string(mac), "the other device no longer answers for the VIP; back in service");
+                self.status.conflict = None;
+                self.apply_health().await?;
+            }
+            (None, None) => {
+                if why == Probe::LinkUp
+                    && self.status.holds_vip
+                    && self.router.state() == State::Master
+                {
+                    tracing::info!("link up while holding the VIP: announcing it again");
+                    for addr in self.cfg.router.virtual_addresses.clone() {
+                        self.garp(addr);
+                    }
+                    let now = Instant::now();
+                    self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A link notification for this interface: running again after it was not starts a probe.
+    fn link_event(&mut self, running: bool) {
+        let was = self.link_running.replace(running);
+        if running && was == Some(false) {
+            self.status.link_ups += 1;
+            tracing::info!(interface = %self.cfg.interface, "link up");
+            self.start_probe(Probe::LinkUp);
+        } else if !running && was != Some(false) {
+            tracing::warn!(interface = %self.cfg.interface, "link down");
+        }
     }
 
     async fn apply(&mut self, input: Input<'_>) -> Result<(), VipError> {
         let now = self.now();
+        self.apply_at(input, now).await
+    }
+
+    /// A datagram counts from when the kernel received it.
+    async fn datagram(&mut self, dg: &[u8], age: Duration) -> Result<(), VipError> {
+        let at = vrrp::Instant::from_epoch(self.timer.elapsed().saturating_sub(age));
+        self.apply_at(Input::Datagram(dg), at).await
+    }
+
+    async fn apply_at(&mut self, input: Input<'_>, now: vrrp::Instant) -> Result<(), VipError> {
         let actions = self.router.handle(input, now);
         for a in actions {
             match a {
@@ -118,6 +286,11 @@ impl Speaker {
                 }
                 Action::StateChanged { from, to } => {
                     self.status.transitions += 1;
+                    if to == State::Master {
+                        // Claimed already (failover stays immediate); a device outside the
+                        // group found on the VIP sends this node to Fault.
+                        self.start_probe(Probe::Claim);
+                    }
                     tracing::info!(
                         ?from,
                         ?to,
@@ -207,46 +380,83 @@ pub async fn run(
     )?;
     let router = Router::new(cfg.router.clone()).map_err(VipError::Config)?;
     let refresh_every = (cfg.vip_lifetime / 4).max(Duration::from_millis(100));
+    let timer = DeadlineTimer::new().map_err(VipError::Thread)?;
     let mut sp = Speaker {
         cfg,
         nl,
         link,
         sock,
         router,
-        start: Instant::now(),
+        timer,
         status: Status::default(),
         defer_remove: false,
         garp_repeats: Vec::new(),
+        health_in: *health.borrow_and_update(),
+        probes: JoinSet::new(),
+        link_running: None,
     };
-    let h = *health.borrow_and_update();
-    sp.apply(Input::Health(h)).await?;
+    // Link notifications: a link that comes back up is probed and the VIP re-announced.
+    let mut link_events = match rtnetlink::new_multicast_connection(&[
+        rtnetlink::MulticastGroup::Link,
+    ]) {
+        Ok((conn, _handle, events)) => {
+            tokio::spawn(conn);
+            Some(events)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no link notifications; the VIP is not re-announced when the link comes back up");
+            None
+        }
+    };
+    sp.apply_health().await?;
+    // Before the first claim: is another device on the segment already using the VIP?
+    sp.start_probe(Probe::Claim);
+    if let Some(Ok((why, heard))) = sp.probes.join_next().await {
+        sp.probed(why, heard).await?;
+    }
     sp.apply(Input::Startup).await?;
     status_tx.send_replace(sp.status.clone());
     let mut buf = vec![0u8; 2048];
     let mut refresh = tokio::time::interval(refresh_every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let index = sp.link.index;
     loop {
-        let deadline = sp
-            .router
-            .next_deadline()
-            .map(|d| sp.start + d.since_epoch());
+        let deadline = sp.router.next_deadline().map(|d| d.since_epoch());
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
-                sp.apply(Input::Timeout).await?;
+            r = sp.timer.sleep_until(deadline.unwrap_or_default()), if deadline.is_some() => {
+                r.map_err(VipError::Thread)?;
+                sp.timeout(&mut buf).await?;
             }
             r = sp.sock.recv(&mut buf) => {
-                let dg = r.map_err(|e| VipError::Socket(sp.cfg.interface.clone(), e))?;
-                let dg = dg.to_vec();
-                sp.apply(Input::Datagram(&dg)).await?;
+                let r = r.map_err(|e| VipError::Socket(sp.cfg.interface.clone(), e))?;
+                let (dg, age) = (r.datagram.to_vec(), r.age);
+                sp.datagram(&dg, age).await?;
             }
             changed = health.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                let h = *health.borrow_and_update();
-                sp.apply(Input::Health(h)).await?;
+                sp.health_in = *health.borrow_and_update();
+                sp.apply_health().await?;
+            }
+            Some(done) = sp.probes.join_next(), if !sp.probes.is_empty() => {
+                if let Ok((why, heard)) = done {
+                    sp.probed(why, heard).await?;
+                }
+            }
+            _ = recheck.tick(), if sp.status.conflict.is_some() && sp.probes.is_empty() => {
+                sp.start_probe(Probe::Recheck);
+            }
+            Some((msg, _)) = async { match link_events.as_mut() { Some(e) => e.next().await, None => std::future::pending().await } } => {
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = msg.payload
+                    && l.header.index == index
+                {
+                    sp.link_event(l.header.flags.contains(LinkFlags::Running));
+                }
             }
             _ = refresh.tick(), if sp.status.holds_vip => {
                 sp.refresh_vip().await?;
@@ -278,8 +488,8 @@ async fn handover(sp: &mut Speaker, buf: &mut [u8]) -> Result<(), VipError> {
     let heard = loop {
         let r = tokio::time::timeout_at(deadline, sp.sock.recv(buf)).await;
         let Ok(r) = r else { break false };
-        let dg = r.map_err(|e| VipError::Socket(sp.cfg.interface.clone(), e))?;
-        if let Ok((ip, d)) = vrrp::decode_ipv4(dg)
+        let r = r.map_err(|e| VipError::Socket(sp.cfg.interface.clone(), e))?;
+        if let Ok((ip, d)) = vrrp::decode_ipv4(r.datagram)
             && ip.src != me
             && d.advert.vrid == vrid
             && d.advert.priority > 0

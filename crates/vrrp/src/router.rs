@@ -556,10 +556,13 @@ impl Router {
         );
         self.counters.became_master += 1;
         self.last_master = Some(self.config.primary_address);
+        // The advert first (RFC 9568 §6.4.2 order): adding the address is a netlink round
+        // trip, and a lower backup whose deadline is a fraction of a millisecond later must
+        // hear this one before its own fires.
+        self.send_adverts(self.effective_priority(), out);
         for &vip in &self.config.virtual_addresses {
             out.push(Action::AddVip(vip));
         }
-        self.send_adverts(self.effective_priority(), out);
         for &vip in &self.config.virtual_addresses {
             out.push(Action::SendGratuitousArp(vip));
         }

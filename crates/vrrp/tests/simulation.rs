@@ -70,6 +70,8 @@ struct Node {
     alive: bool,
     holds_vip: bool,
     last_advert_sent: Option<Instant>,
+    /// The current deadline and how late this node's timer wakes for it.
+    wake: Option<(Instant, Duration)>,
 }
 
 struct Net {
@@ -83,6 +85,9 @@ struct Net {
     delay_min: Duration,
     delay_max: Duration,
     partition: u8,
+    /// A timer wakes up to this late (scheduling, timer resolution); packets count from their
+    /// arrival, as the daemon's kernel receive timestamps make them.
+    timer_jitter: Duration,
     /// (time, node, new state) for every transition.
     transitions: Vec<(Instant, usize, State)>,
     /// (time, number of live Masters, number of live VIP holders) after every event.
@@ -99,6 +104,7 @@ impl Net {
                 alive: false,
                 holds_vip: false,
                 last_advert_sent: None,
+                wake: None,
             })
             .collect();
         Net {
@@ -112,6 +118,7 @@ impl Net {
             delay_min,
             delay_max,
             partition: 0,
+            timer_jitter: Duration::ZERO,
             transitions: Vec::new(),
             samples: Vec::new(),
         }
@@ -217,13 +224,31 @@ impl Net {
         }
     }
 
-    fn next_timer(&self) -> Option<(Instant, usize)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.alive)
-            .filter_map(|(i, n)| n.router.next_deadline().map(|t| (t, i)))
-            .min()
+    /// The next timer to wake: a node's deadline plus its wake-up lateness for that deadline.
+    fn next_timer(&mut self) -> Option<(Instant, usize)> {
+        let mut next: Option<(Instant, usize)> = None;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive {
+                continue;
+            }
+            let Some(d) = self.nodes[i].router.next_deadline() else {
+                continue;
+            };
+            let late = match self.nodes[i].wake {
+                Some((deadline, late)) if deadline == d => late,
+                _ => {
+                    let span = self.timer_jitter.as_nanos() as u64;
+                    let late = Duration::from_nanos(self.rng.below(span + 1));
+                    self.nodes[i].wake = Some((d, late));
+                    late
+                }
+            };
+            let wake = (d + late, i);
+            if next.is_none_or(|n| wake < n) {
+                next = Some(wake);
+            }
+        }
+        next
     }
 
     fn masters(&self) -> Vec<usize> {
@@ -444,6 +469,37 @@ fn crashed_master_is_replaced_within_master_down_interval() {
         assert_eq!(net.vip_holders(), vec![2]);
         net.assert_no_drops();
     }
+}
+
+/// Issue 15 item 0 in virtual time: a master at 100 crashes, backups at 99 and 98 (100 ms
+/// adverts, their deadlines 0.39 ms apart). Packets take 20-50 µs. A timer that wakes up to
+/// 100 µs late (a nanosecond timer on a real-time thread) never lets the 98 take over; one that
+/// wakes up to 1 ms late (a millisecond timer wheel) does, and then two nodes hold the VIP.
+#[test]
+fn adjacent_priorities_take_over_in_order_when_timers_are_fine_grained() {
+    let double_takeovers = |jitter: Duration| {
+        (0..200u64)
+            .filter(|&seed| {
+                let mut net = Net::new(
+                    configs(&[100, 99, 98], 10, true, Version::V3),
+                    seed,
+                    Duration::from_micros(20),
+                    Duration::from_micros(50),
+                );
+                net.timer_jitter = jitter;
+                net.start_all();
+                // The crash lands anywhere within an advert interval.
+                let crash = at(ms(5_000) + Duration::from_micros(seed * 499 % 100_000));
+                net.op_at(crash, Op::Crash(0));
+                net.run_until(crash + ms(2_000));
+                assert_eq!(net.masters(), vec![1], "seed {seed}: the 99 ends as master");
+                net.became_master_after(2, crash).is_some()
+            })
+            .count()
+    };
+    assert_eq!(double_takeovers(Duration::from_micros(100)), 0);
+    let coarse = double_takeovers(ms(1));
+    assert!(coarse > 20, "a 1 ms timer lets the 98 in: {coarse} of 200");
 }
 
 #[test]

@@ -44,6 +44,7 @@ fn every_optional_field_has_its_default() {
     assert_eq!(c.idle_timeout(), Duration::from_secs(3600));
     assert_eq!(c.max_connections(), 20_000);
     assert!(c.close_sessions_on_down(), "on by default");
+    assert_eq!(c.realtime_priority(), 10);
     assert_eq!(c.health.port, None);
     assert_eq!(c.health.timeout(), Duration::from_millis(200));
     assert_eq!(c.health.path(), defaults::HTTP_PATH);
@@ -64,7 +65,7 @@ fn typed_values() {
     let text = format!(
         "{MINIMAL}advert_interval: 40ms\nunicast_peers: [198.18.0.12]\nsource: 198.18.0.11\n\
          balance: least-connections\nvip_lifetime: 3s\nmax_connections: 7\n\
-         close_sessions_on_down: false\n"
+         close_sessions_on_down: false\nrealtime_priority: 0\n"
     );
     let c = parse(&text, "f.yaml").unwrap().config;
     assert_eq!(c.vip.address, Ipv4Addr::new(198, 18, 0, 10));
@@ -81,6 +82,7 @@ fn typed_values() {
     assert_eq!(c.vip_lifetime(), Duration::from_secs(3));
     assert_eq!(c.max_connections(), 7);
     assert!(!c.close_sessions_on_down());
+    assert_eq!(c.realtime_priority(), 0, "0: ordinary scheduling");
 }
 
 #[test]
@@ -139,6 +141,11 @@ fn errors_point_at_the_value() {
         err(&bad).starts_with("f.yaml:12:9: error: health.rise:"),
         "{}",
         err(&bad)
+    );
+    let bad = format!("{MINIMAL}realtime_priority: 100\n");
+    assert_eq!(
+        err(&bad),
+        "f.yaml:14:20: error: realtime_priority: 100 is not a real-time priority (give 1-99 (SCHED_FIFO), or 0 for ordinary scheduling)"
     );
     let bad = MINIMAL.replace("metrics: 127.0.0.1:9100", "metrics: localhost");
     assert!(

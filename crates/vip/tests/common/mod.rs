@@ -50,6 +50,11 @@ pub fn config(i: usize, n: usize, priority: u8) -> SpeakerConfig {
 }
 
 pub fn start(ns: &str, cfg: SpeakerConfig) -> Running {
+    start_scheduled(ns, cfg, vip::Scheduling::Normal)
+}
+
+/// [`start`] with the speaker's thread scheduled as the daemon schedules it.
+pub fn start_scheduled(ns: &str, cfg: SpeakerConfig, scheduling: vip::Scheduling) -> Running {
     let stop = CancellationToken::new();
     let (crash, crashed) = std::sync::mpsc::channel::<()>();
     let (status_tx, status) = watch::channel(Status::default());
@@ -57,6 +62,7 @@ pub fn start(ns: &str, cfg: SpeakerConfig) -> Running {
     let token = stop.clone();
     let thread = std::thread::spawn(move || {
         testkit::netns::enter_netns(&ns_path).unwrap();
+        let _ = vip::realtime::apply(scheduling);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -158,7 +158,7 @@ fn backup_becomes_master_exactly_at_master_down_interval() {
                 from: State::Backup,
                 to: State::Master
             },
-            Action::AddVip(VIP),
+            // The advert before the address: a lower backup must hear it first.
             Action::SendAdvert {
                 dst: VRRP_MULTICAST,
                 priority: 100,
@@ -172,6 +172,7 @@ fn backup_becomes_master_exactly_at_master_down_interval() {
                 }
                 .encode(ChecksumMode::Keepalived, ME, VRRP_MULTICAST),
             },
+            Action::AddVip(VIP),
             Action::SendGratuitousArp(VIP),
         ]
     );
