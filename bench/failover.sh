@@ -5,10 +5,11 @@
 #
 #   bench/failover.sh                       # 3 runs per fault, 100 ms adverts for the comparison
 #   bench/failover.sh --runs 5 --interval 100ms --wrk-secs 10 --soak-secs 600
+#   bench/failover.sh --stress-secs 120     # VRRP under stress-ng on every core (4 workers a core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in keepalived haproxy nginx-light wrk iproute2 curl; do
+for p in keepalived haproxy nginx-light wrk iproute2 curl stress-ng; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -4,6 +4,7 @@
 //! by side with ratios. Run through bench/failover.sh (root; addresses 198.18.0.0/24 only).
 //!
 //! usage: failover_bench KUBEHA_BIN [--runs N] [--interval 100ms] [--wrk-secs 10] [--soak-secs 0]
+//!        failover_bench KUBEHA_BIN --stress-secs 120 [--stress-workers N]   (issue 15 item 3)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ struct Stack {
     kind: Kind,
     interval_ms: u64,
     label: String,
+    /// kubeha's `realtime_priority` (None: the default); keepalived runs at its own settings.
+    realtime_priority: Option<u8>,
 }
 
 /// One node's running stack: keepalived + haproxy, or the kubeha daemon.
@@ -154,7 +157,12 @@ impl Lab {
             Kind::Kubeha => {
                 let cfg = self.write(
                     &format!("frontdoor{i}.yaml"),
-                    &kubeha_config(i, prio, self.stack.interval_ms),
+                    &kubeha_config(
+                        i,
+                        prio,
+                        self.stack.interval_ms,
+                        self.stack.realtime_priority,
+                    ),
                 );
                 let vrrp = ns
                     .spawn(
@@ -337,27 +345,119 @@ fn wrk(ns: &Netns, url: &str, secs: u64) -> (f64, f64) {
     (rps, p99)
 }
 
+impl Lab {
+    /// Three node namespaces and a client; nothing started yet.
+    fn new(stack: &Stack, kubeha: &Path) -> Lab {
+        let t = Topology::build(&format!("khb{}", std::process::id() % 10000), 3).unwrap();
+        Lab {
+            t,
+            // keepalived refuses check scripts below world-writable directories such as /tmp
+            dir: {
+                std::fs::create_dir_all("target/bench-tmp").unwrap();
+                tempfile::tempdir_in("target/bench-tmp").unwrap()
+            },
+            nginx: vec![None, None, None],
+            nodes: (0..3)
+                .map(|_| NodeStack {
+                    vrrp: None,
+                    haproxy: None,
+                    vrrp_child_pidfile: None,
+                })
+                .collect(),
+            stack: stack.clone(),
+            kubeha: kubeha.to_path_buf(),
+            starts: 0,
+        }
+    }
+}
+
+/// Issue 15 item 3: VRRP under CPU starvation. While stress-ng keeps more busy workers than
+/// there are cores, a healthy group must not move the VIP.
+struct Stress {
+    /// Transitions into Master on any node (from the nodes' own logs).
+    became_master: usize,
+    /// Samples (every 100 ms) in which node 0 was not the only holder.
+    off_samples: usize,
+    samples: usize,
+}
+
+fn log_lines_since(path: &Path, offset: u64) -> Vec<String> {
+    let text = std::fs::read(path).unwrap_or_default();
+    let from = (offset as usize).min(text.len());
+    String::from_utf8_lossy(&text[from..])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn stress_run(stack: &Stack, kubeha: &Path, secs: u64, workers: usize) -> Stress {
+    let mut lab = Lab::new(stack, kubeha);
+    assert!(
+        lab.steady(),
+        "[{}] no steady state before the stress",
+        stack.label
+    );
+    // A few seconds of quiet first, so start-up transitions are not counted.
+    std::thread::sleep(Duration::from_secs(3));
+    let logs: Vec<PathBuf> = (0..3)
+        .map(|i| lab.dir.path().join(format!("node{i}.log")))
+        .collect();
+    let offsets: Vec<u64> = logs
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .collect();
+    eprintln!("[{}] stress-ng --cpu {workers} for {secs} s", stack.label);
+    let mut load = std::process::Command::new("stress-ng")
+        .args([
+            "--cpu",
+            &workers.to_string(),
+            "--timeout",
+            &format!("{secs}s"),
+            "--quiet",
+        ])
+        .spawn()
+        .expect("stress-ng is installed (bench/failover.sh)");
+    let started = Instant::now();
+    let (mut samples, mut off_samples) = (0, 0);
+    // Bounded by the stress window.
+    while started.elapsed() < Duration::from_secs(secs) {
+        samples += 1;
+        if lab.holders() != vec![0] {
+            off_samples += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = load.kill();
+    let _ = load.wait();
+    let became_master = logs
+        .iter()
+        .zip(&offsets)
+        .map(|(p, &o)| {
+            log_lines_since(p, o)
+                .iter()
+                .filter(|l| match stack.kind {
+                    Kind::Keepalived => l.contains("Entering MASTER STATE"),
+                    Kind::Kubeha => l.contains("VRRP state") && l.contains("to=Master"),
+                })
+                .count()
+        })
+        .sum();
+    for i in 0..3 {
+        lab.reset_node(i);
+    }
+    Stress {
+        became_master,
+        off_samples,
+        samples,
+    }
+}
+
 fn run_stack(stack: Stack, kubeha: &Path, runs: usize, wrk_secs: u64, soak_secs: u64) -> Results {
-    let t = Topology::build(&format!("khb{}", std::process::id() % 10000), 3).unwrap();
-    let mut lab = Lab {
-        t,
-        // keepalived refuses check scripts below world-writable directories such as /tmp
-        dir: {
-            std::fs::create_dir_all("target/bench-tmp").unwrap();
-            tempfile::tempdir_in("target/bench-tmp").unwrap()
-        },
-        nginx: vec![None, None, None],
-        nodes: (0..3)
-            .map(|_| NodeStack {
-                vrrp: None,
-                haproxy: None,
-                vrrp_child_pidfile: None,
-            })
-            .collect(),
-        stack: stack.clone(),
-        kubeha: kubeha.to_path_buf(),
-        starts: 0,
-    };
+    let mut lab = Lab::new(&stack, kubeha);
     let mut r = Results {
         crash_ms: vec![],
         crash_vip_ms: vec![],
@@ -512,7 +612,7 @@ fn lab_kill_nginx(lab: &Lab, i: usize) {
 }
 
 /// Node `i`'s front door config: unicast to the other two, HTTP checks of /healthz.
-fn kubeha_config(i: usize, prio: u32, interval_ms: u64) -> String {
+fn kubeha_config(i: usize, prio: u32, interval_ms: u64, realtime_priority: Option<u8>) -> String {
     use frontdoor::config::{AdvertInterval, HealthConfig, HealthKind, Priority};
     let mut health = HealthConfig::new(HealthKind::Http, Duration::from_millis(100), 2, 2);
     health.path = Some("/healthz".into());
@@ -522,12 +622,13 @@ fn kubeha_config(i: usize, prio: u32, interval_ms: u64) -> String {
         Some(AdvertInterval::try_from(Duration::from_millis(interval_ms)).expect("--interval-ms"));
     cfg.local_weight = Some(30);
     cfg.connect_timeout = Some(Duration::from_millis(300));
+    cfg.realtime_priority = realtime_priority;
     cfg.to_yaml().expect("plain data")
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let kubeha = PathBuf::from(args.get(1).expect("usage: failover_bench KUBEHA_BIN [--runs N] [--interval 100ms] [--wrk-secs 10] [--soak-secs 0]"));
+    let kubeha = PathBuf::from(args.get(1).expect("usage: failover_bench KUBEHA_BIN [--runs N] [--interval 100ms] [--wrk-secs 10] [--soak-secs 0] [--stress-secs 0 [--stress-workers N]]"));
     let opt = |name: &str, default: &str| -> String {
         args.iter()
             .position(|a| a == name)
@@ -542,21 +643,33 @@ fn main() {
         .unwrap();
     let wrk_secs: u64 = opt("--wrk-secs", "10").parse().unwrap();
     let soak: u64 = opt("--soak-secs", "0").parse().unwrap();
+    let stress_secs: u64 = opt("--stress-secs", "0").parse().unwrap();
+    if stress_secs > 0 {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers: usize = opt("--stress-workers", &(4 * cores).to_string())
+            .parse()
+            .unwrap();
+        stress_comparison(&kubeha, stress_secs, workers, cores);
+        return;
+    }
     let stacks = [
         Stack {
             kind: Kind::Keepalived,
             interval_ms: interval,
             label: format!("keepalived+haproxy @{interval}ms"),
+            realtime_priority: None,
         },
         Stack {
             kind: Kind::Kubeha,
             interval_ms: interval,
             label: format!("kubeha @{interval}ms"),
+            realtime_priority: None,
         },
         Stack {
             kind: Kind::Kubeha,
             interval_ms: 40,
             label: "kubeha @40ms (default)".into(),
+            realtime_priority: None,
         },
     ];
     let results: Vec<(Stack, Results)> = stacks
@@ -645,6 +758,49 @@ fn main() {
         println!(
             "raw {}: crash clients {:?} crash VIP {:?} cable clients {:?} cable VIP {:?} proxy death {:?}",
             s.label, r.crash_ms, r.crash_vip_ms, r.cable_ms, r.cable_vip_ms, r.proxy_death_ms
+        );
+    }
+}
+
+/// keepalived at its own settings and kubeha at its defaults (`SCHED_FIFO` VRRP thread), then
+/// kubeha with ordinary scheduling, all at 40 ms adverts, each under the same stress.
+fn stress_comparison(kubeha: &Path, secs: u64, workers: usize, cores: usize) {
+    let stacks = [
+        Stack {
+            kind: Kind::Keepalived,
+            interval_ms: 40,
+            label: "keepalived+haproxy @40ms".into(),
+            realtime_priority: None,
+        },
+        Stack {
+            kind: Kind::Kubeha,
+            interval_ms: 40,
+            label: "kubeha @40ms (SCHED_FIFO)".into(),
+            realtime_priority: None,
+        },
+        Stack {
+            kind: Kind::Kubeha,
+            interval_ms: 40,
+            label: "kubeha @40ms, realtime_priority 0".into(),
+            realtime_priority: Some(0),
+        },
+    ];
+    let results: Vec<(String, Stress)> = stacks
+        .iter()
+        .map(|s| (s.label.clone(), stress_run(s, kubeha, secs, workers)))
+        .collect();
+    println!(
+        "\nstress bench: stress-ng --cpu {workers} on {cores} cores for {secs} s, 3 nodes, 40 ms adverts, holder sampled every 100 ms"
+    );
+    println!(
+        "{:<36} {:>22} {:>30}",
+        "", "transitions to Master", "samples not held by node 0 alone"
+    );
+    for (label, r) in &results {
+        println!(
+            "{label:<36} {:>22} {:>30}",
+            r.became_master,
+            format!("{} of {}", r.off_samples, r.samples)
         );
     }
 }
