@@ -139,9 +139,13 @@ impl Cluster {
         .map_err(|e| self.err(e))?;
         let started = Instant::now();
         self.delete_pod(&pods, name, limit).await?;
-        pods.create(&PostParams::default(), &pod)
-            .await
-            .map_err(|e| self.err(format!("create pod {namespace}/{name}: {e}")))?;
+        // An earlier try that reached the apiserver before its answer was lost made the pod.
+        let post = PostParams::default();
+        match transport_retried(|| pods.create(&post, &pod)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(self.err(format!("create pod {namespace}/{name}: {e}"))),
+        }
         let outcome = self.wait_running(&pods, name, node, limit).await;
         // Cleaned up either way; a failed delete only leaves a pause pod behind.
         let _ = self.delete_pod(&pods, name, limit).await;
@@ -193,7 +197,7 @@ impl Cluster {
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        match pods.delete(name, &dp).await {
+        match transport_retried(|| pods.delete(name, &dp)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(e) => return Err(self.err(format!("delete pod {name}: {e}"))),
@@ -210,6 +214,30 @@ impl Cluster {
             "pod {name} still there {} s after its delete",
             limit.as_secs()
         )))
+    }
+}
+
+/// How long a request that never reached an apiserver's answer is tried again: the VIP moving
+/// to another holder (a front door restarted, a holder that died) drops connections for a few
+/// seconds, keepalived's at 1 s adverts for up to ~4 s.
+const TRANSPORT_RETRY: Duration = Duration::from_secs(15);
+
+/// Runs `call` again, once a second for up to [`TRANSPORT_RETRY`], while it fails without an
+/// answer from the API (connection refused, reset, timed out); an API answer is final.
+async fn transport_retried<T, F, Fut>(mut call: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = Instant::now() + TRANSPORT_RETRY;
+    // Bounded by the deadline, one try a second.
+    loop {
+        match call().await {
+            Err(e) if !matches!(e, kube::Error::Api(_)) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            r => return r,
+        }
     }
 }
 

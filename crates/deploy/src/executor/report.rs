@@ -108,6 +108,9 @@ impl Failure {
                 let mut lines = Vec::new();
                 for l in err.lines() {
                     match l.strip_prefix(TRACE) {
+                        // A step's failure-report helpers (kubeadm.sh's report_*) are not
+                        // the command that failed.
+                        Some(c) if c.starts_with("report_") => {}
                         Some(c) => command = c.to_string(),
                         None if !l.starts_with(TRACE.trim_end()) => lines.push(l.to_string()),
                         None => {}
@@ -132,6 +135,10 @@ impl Failure {
         } else if exit == Some(127) || text.contains("not found") {
             format!(
                 "a command is missing on {node}: install it (packages.source preinstalled means the operator installs Kubernetes' tools)"
+            )
+        } else if text.contains("half-way") && text.contains("kubeadm reset -f") {
+            format!(
+                "{node} is half-initialised: fix the cause, run `kubeadm reset -f` on {node}, then `kubeha up` again"
             )
         } else if text.contains("Permission denied") || text.contains("sudo:") {
             "kubeha needs root on the node: log in as root, or give the SSH user passwordless sudo"
@@ -229,5 +236,44 @@ impl Report {
     }
     pub fn node(&self, name: &str) -> Option<&NodeReport> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What join-control-plane.sh leaves when kubeadm fails: kubeadm's trace and error, then
+    /// the report_* helpers' call, the way out and the kubelet's last lines.
+    #[test]
+    fn a_half_way_join_names_kubeadm_and_the_way_out() {
+        let stderr = format!(
+            "{TRACE}kubeadm join --config /etc/kubeha/kubeadm-join.yaml\n\
+             error execution phase kubelet-start: timed out waiting for the condition\n\
+             {TRACE}report_half_way 1 kubeadm join --control-plane\n\
+             kubeadm join --control-plane stopped half-way on this node: fix the cause, run `kubeadm reset -f` here, then kubeha up again\n\
+             the kubelet's last log lines (systemctl status kubelet):\n\
+             E1208 run.go:72] \"command failed\" err=\"failed to parse kubelet flag: unknown flag: --allow-privileged\"\n"
+        );
+        let out = Output {
+            exit: Some(1),
+            stdout: Vec::new(),
+            stderr: stderr.into_bytes(),
+        };
+        let f = Failure::from_run(
+            "master1",
+            At::Step(StepId::JoinControlPlane),
+            "fallback",
+            Ok(&out),
+        );
+        assert_eq!(
+            f.command,
+            "kubeadm join --config /etc/kubeha/kubeadm-join.yaml"
+        );
+        assert!(f.stderr_tail.last().unwrap().contains("--allow-privileged"));
+        assert_eq!(
+            f.hint,
+            "master1 is half-initialised: fix the cause, run `kubeadm reset -f` on master1, then `kubeha up` again"
+        );
     }
 }
