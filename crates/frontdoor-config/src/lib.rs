@@ -83,6 +83,15 @@ pub struct FrontdoorConfig {
         serialize_with = "opt_duration"
     )]
     pub handover_timeout: Option<Duration>,
+    /// keepalived's `preempt_delay`: how long a backup follows a lower-priority master before
+    /// it preempts. Default: (fall + 1) health intervals, the time every node's checks need to
+    /// see the same backends down, so an outage of every apiserver (whose priority drops come
+    /// a check apart on each node) moves the VIP nowhere.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_duration"
+    )]
+    pub preempt_delay: Option<Duration>,
     /// On SIGTERM: how long open connections may finish.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -144,6 +153,7 @@ impl FrontdoorConfig {
             local_weight: None,
             vip_lifetime: None,
             handover_timeout: None,
+            preempt_delay: None,
             drain_timeout: None,
             connect_timeout: None,
             idle_timeout: None,
@@ -161,6 +171,10 @@ impl FrontdoorConfig {
     }
     pub fn vip_lifetime(&self) -> Duration {
         self.vip_lifetime.unwrap_or(defaults::VIP_LIFETIME)
+    }
+    pub fn preempt_delay(&self) -> Duration {
+        self.preempt_delay
+            .unwrap_or(self.health.interval * (self.health.fall + 1))
     }
     pub fn handover_timeout(&self) -> Duration {
         self.handover_timeout.unwrap_or(defaults::HANDOVER_TIMEOUT)

@@ -46,6 +46,8 @@ struct Raw {
     #[serde(default)]
     handover_timeout: Option<S<String>>,
     #[serde(default)]
+    preempt_delay: Option<S<String>>,
+    #[serde(default)]
     drain_timeout: Option<S<String>>,
     #[serde(default)]
     connect_timeout: Option<S<String>>,
@@ -404,6 +406,7 @@ impl Checker<'_> {
             local_weight,
             vip_lifetime,
             handover_timeout: self.opt_duration("handover_timeout", &raw.handover_timeout)?,
+            preempt_delay: self.opt_duration("preempt_delay", &raw.preempt_delay)?,
             drain_timeout: self.opt_duration("drain_timeout", &raw.drain_timeout)?,
             connect_timeout: self.opt_duration("connect_timeout", &raw.connect_timeout)?,
             idle_timeout: self.opt_duration("idle_timeout", &raw.idle_timeout)?,

@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub local_weight: u8,
     pub vip_lifetime: Duration,
     pub handover_timeout: Duration,
+    /// A backup follows a lower-priority master this long before preempting it.
+    pub preempt_delay: Duration,
     /// How the VRRP thread is scheduled (`realtime_priority`).
     pub scheduling: vip::Scheduling,
 }
@@ -132,6 +134,7 @@ pub fn resolve(p: &Parsed) -> Result<DaemonConfig, ConfigError> {
         local_weight: c.local_weight(),
         vip_lifetime: c.vip_lifetime(),
         handover_timeout: c.handover_timeout(),
+        preempt_delay: c.preempt_delay(),
         scheduling: match c.realtime_priority() {
             0 => vip::Scheduling::Normal,
             p => vip::Scheduling::RealTime(p),

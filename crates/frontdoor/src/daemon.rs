@@ -39,8 +39,8 @@ pub enum DaemonError {
 ///
 /// No healthy backend sinks the priority by twice `local_weight` rather than leaving VRRP
 /// (Fault): when every backend is down at once, as while etcd elects a leader, every node
-/// would leave and nobody would hold the VIP; sunk, the VIP stays where it is and still moves
-/// at once to any node that can serve.
+/// would leave and nobody would hold the VIP; sunk, and preempting nobody (`cannot_serve`),
+/// the VIP stays where it is, and still moves at once to any node that can serve.
 pub fn vrrp_health(s: &HealthSummary, local_weight: u8) -> vrrp::Health {
     let weight = if s.healthy == 0 {
         -2 * i32::from(local_weight)
@@ -52,6 +52,7 @@ pub fn vrrp_health(s: &HealthSummary, local_weight: u8) -> vrrp::Health {
     vrrp::Health {
         weight,
         fault: false,
+        cannot_serve: s.healthy == 0,
     }
 }
 
@@ -165,6 +166,7 @@ pub async fn run(cfg: DaemonConfig, stop: CancellationToken) -> Result<(), Daemo
     router.unicast_peers = cfg.unicast_peers.clone();
     router.send_checksum = cfg.checksum;
     router.preempt = cfg.preempt;
+    router.preempt_delay = cfg.preempt_delay;
     let speaker_cfg = vip::SpeakerConfig {
         interface: cfg.interface.clone(),
         prefix: cfg.vip_prefix,
@@ -232,10 +234,17 @@ mod tests {
         let w = |weight| vrrp::Health {
             weight,
             fault: false,
+            cannot_serve: false,
         };
-        // every node without backends sinks alike, so the holder keeps the VIP (no Fault)
-        assert_eq!(vrrp_health(&s(0, Some(false)), 30), w(-60));
-        assert_eq!(vrrp_health(&s(0, None), 30), w(-60));
+        let sunk = vrrp::Health {
+            weight: -60,
+            fault: false,
+            cannot_serve: true,
+        };
+        // every node without backends sinks alike and preempts nobody, so the holder keeps
+        // the VIP (no Fault)
+        assert_eq!(vrrp_health(&s(0, Some(false)), 30), sunk);
+        assert_eq!(vrrp_health(&s(0, None), 30), sunk);
         // a node that can serve through others still outranks one that cannot serve at all
         assert_eq!(vrrp_health(&s(2, Some(false)), 30), w(-30));
         assert_eq!(vrrp_health(&s(3, Some(true)), 30), w(0));

@@ -266,6 +266,43 @@ fn root_frontdoor_backend_death_is_invisible_and_priority_follows_health() {
         Some(120.0),
         "150 - local_weight 30"
     );
+
+    // Every apiserver down (an etcd outage looks like this): every node sinks by twice
+    // local_weight and preempts nobody, so the VIP stays where it is, although node 0's
+    // priority (150 - 60) is now above the holder's (140 - 60).
+    drop(lab.nginx[1].take());
+    let all_down = Instant::now();
+    assert!(
+        within(Duration::from_secs(2), || metric(
+            &metrics(&lab.t, 0),
+            "kubeha_frontdoor_vrrp_priority"
+        ) == Some(90.0))
+        .is_some(),
+        "node 0 did not sink: {:?}",
+        metric(&metrics(&lab.t, 0), "kubeha_frontdoor_vrrp_priority")
+    );
+    let mut moved_away = Vec::new();
+    while all_down.elapsed() < Duration::from_secs(3) {
+        let h = holders(&lab.t);
+        if h != vec![1] {
+            moved_away.push(h);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        moved_away.is_empty(),
+        "the VIP moved while nothing could serve: {moved_away:?}\n{}",
+        lab.log(0)
+    );
+    // One apiserver back: the VIP goes at once to the node whose own apiserver is ready.
+    lab.nginx[2] = Some(nginx(&lab.t, 2, lab.dir.path()));
+    let back = Instant::now();
+    let moved =
+        within(Duration::from_secs(3), || holders(&lab.t) == vec![2]).map(|_| back.elapsed());
+    eprintln!(
+        "measured: every backend down -> the VIP stayed for 3 s; one back -> VIP on its node after {moved:?}"
+    );
+    assert!(moved.is_some(), "holders {:?}", holders(&lab.t));
 }
 
 /// A VRRPv3 advert inside a hand-made IPv4 header (IP_HDRINCL), so the test picks the source

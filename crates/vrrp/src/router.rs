@@ -151,6 +151,10 @@ pub struct Health {
     pub weight: i32,
     /// A weight-0 tracker failed: leave service (Fault), sending priority 0 if Master.
     pub fault: bool,
+    /// This node can serve no better than any master (a front door with no ready backend):
+    /// as a Backup it accepts a lower-priority master instead of preempting it, so an outage
+    /// of every backend leaves the VIP where it is. It still takes over when no master speaks.
+    pub cannot_serve: bool,
 }
 
 /// Something that happened to the router.
@@ -486,7 +490,9 @@ impl Router {
                     };
                     return;
                 }
-                let holdoff = if self.config.preempt && adv.priority < local {
+                // A node that cannot serve gains nothing by taking the VIP from a master.
+                let may_preempt = self.config.preempt && !self.health.cannot_serve;
+                let holdoff = if may_preempt && adv.priority < local {
                     // We outrank this master and may preempt it: discard the advert so the
                     // Master_Down_Timer fires, unless the preempt delay still holds us back.
                     if self.config.preempt_delay.is_zero() {

@@ -215,6 +215,7 @@ impl Net {
                     let h = Health {
                         weight,
                         fault: false,
+                        cannot_serve: false,
                     };
                     let a = self.nodes[i].router.handle(Input::Health(h), self.now);
                     self.apply(i, a);

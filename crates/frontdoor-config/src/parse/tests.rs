@@ -45,6 +45,8 @@ fn every_optional_field_has_its_default() {
     assert_eq!(c.max_connections(), 20_000);
     assert!(c.close_sessions_on_down(), "on by default");
     assert_eq!(c.realtime_priority(), 10);
+    // (fall 2 + 1) x interval 200 ms
+    assert_eq!(c.preempt_delay(), Duration::from_millis(600));
     assert_eq!(c.health.port, None);
     assert_eq!(c.health.timeout(), Duration::from_millis(200));
     assert_eq!(c.health.path(), defaults::HTTP_PATH);
@@ -65,7 +67,7 @@ fn typed_values() {
     let text = format!(
         "{MINIMAL}advert_interval: 40ms\nunicast_peers: [198.18.0.12]\nsource: 198.18.0.11\n\
          balance: least-connections\nvip_lifetime: 3s\nmax_connections: 7\n\
-         close_sessions_on_down: false\nrealtime_priority: 0\n"
+         close_sessions_on_down: false\nrealtime_priority: 0\npreempt_delay: 0s\n"
     );
     let c = parse(&text, "f.yaml").unwrap().config;
     assert_eq!(c.vip.address, Ipv4Addr::new(198, 18, 0, 10));
@@ -83,6 +85,7 @@ fn typed_values() {
     assert_eq!(c.max_connections(), 7);
     assert!(!c.close_sessions_on_down());
     assert_eq!(c.realtime_priority(), 0, "0: ordinary scheduling");
+    assert_eq!(c.preempt_delay(), Duration::ZERO);
 }
 
 #[test]

@@ -241,6 +241,39 @@ fn nopreempt_backup_follows_a_lower_master() {
     assert_eq!(r.next_deadline(), Some(t + r.master_down_interval()));
 }
 
+/// A front door with no ready backend (every apiserver down, as in an etcd outage) preempts
+/// nobody: the VIP stays with the master. It still takes over when the master goes silent,
+/// and preempts again once it can serve.
+#[test]
+fn a_backup_that_cannot_serve_follows_a_lower_master() {
+    let mut r = started(config(150));
+    let cannot = Health {
+        weight: -20,
+        fault: false,
+        cannot_serve: true,
+    };
+    r.handle(Input::Health(cannot), T0 + ms(100));
+    assert_eq!(r.effective_priority(), 130);
+    let t = T0 + ms(900);
+    rx(&mut r, HIGHER_IP, 100, 100, t);
+    assert_eq!(
+        r.next_deadline(),
+        Some(t + r.master_down_interval()),
+        "the lower master is followed"
+    );
+    assert_eq!(r.last_master(), Some(HIGHER_IP));
+    // Silence: it takes over all the same.
+    let (_, _) = fire(&mut r);
+    assert_eq!(r.state(), State::Master);
+    // Able to serve again, a backup preempts as before.
+    let mut r = started(config(150));
+    r.handle(Input::Health(cannot), T0 + ms(100));
+    r.handle(Input::Health(Health::default()), T0 + ms(200));
+    let first = r.next_deadline().expect("timer");
+    rx(&mut r, HIGHER_IP, 100, 100, T0 + ms(900));
+    assert_eq!(r.next_deadline(), Some(first), "lower advert discarded");
+}
+
 #[test]
 fn preempt_delay_follows_the_lower_master_until_it_expires() {
     let mut c = config(150);
@@ -383,6 +416,7 @@ fn tracking_weight_lowers_priority_clamped_and_master_readvertises() {
         Input::Health(Health {
             weight: -30,
             fault: false,
+            cannot_serve: false,
         }),
         T0 + ms(5000),
     );
@@ -392,6 +426,7 @@ fn tracking_weight_lowers_priority_clamped_and_master_readvertises() {
         Input::Health(Health {
             weight: -500,
             fault: false,
+            cannot_serve: false,
         }),
         T0 + ms(5000),
     );
@@ -400,6 +435,7 @@ fn tracking_weight_lowers_priority_clamped_and_master_readvertises() {
         Input::Health(Health {
             weight: 500,
             fault: false,
+            cannot_serve: false,
         }),
         T0 + ms(5000),
     );
@@ -410,6 +446,7 @@ fn tracking_weight_lowers_priority_clamped_and_master_readvertises() {
         Input::Health(Health {
             weight: -100,
             fault: false,
+            cannot_serve: false,
         }),
         T0,
     );
@@ -440,6 +477,7 @@ fn fault_from_master_sends_priority_zero_and_recovery_goes_to_backup() {
         Input::Health(Health {
             weight: 0,
             fault: true,
+            cannot_serve: false,
         }),
         t,
     );
@@ -473,7 +511,8 @@ fn fault_before_startup_starts_in_fault() {
         r.handle(
             Input::Health(Health {
                 weight: 0,
-                fault: true
+                fault: true,
+                cannot_serve: false,
             }),
             T0
         )
