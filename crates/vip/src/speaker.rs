@@ -124,6 +124,11 @@ const GARP_REPEATS: [Duration; 5] = [
     Duration::from_millis(3000),
 ];
 
+/// On a graceful handover, how long the old holder keeps the VIP after the new master is
+/// heard: past the new master's netlink add and first gratuitous ARP, with room for a loaded
+/// node; both hold it meanwhile and both serve.
+const RELEASE_AFTER_HEARD: Duration = Duration::from_millis(150);
+
 /// Datagrams taken from the socket before acting on a due deadline (a flood cannot hold the
 /// timeout off for longer than this many).
 const PENDING_MAX: usize = 16;
@@ -498,7 +503,12 @@ async fn handover(sp: &mut Speaker, buf: &mut [u8]) -> Result<(), VipError> {
             break true;
         }
     };
-    if !heard {
+    if heard {
+        // The new master's first advert goes out before it adds the VIP and sends gratuitous
+        // ARP (so a lower backup hears it in time); clients move with that ARP. Released at
+        // the advert, the VIP had no holder for that moment and SYNs were dropped.
+        tokio::time::sleep(RELEASE_AFTER_HEARD).await;
+    } else {
         tracing::warn!("no new master within the handover timeout; releasing the VIP anyway");
     }
     for addr in sp.cfg.router.virtual_addresses.clone() {
