@@ -163,14 +163,14 @@ impl Speaker {
     }
 
     /// Starts an ARP probe for the VIP (and the peers' own addresses, so a peer that still
-    /// holds the VIP is known for one), read back in the main loop.
-    fn start_probe(&mut self, why: Probe) {
-        let mut peers = self.cfg.router.unicast_peers.clone();
-        if peers.is_empty()
-            && let Some(m) = self.router.last_master()
-            && m != self.cfg.router.primary_address
-        {
-            peers.push(m);
+    /// holds the VIP is known for one), read back in the main loop. False when none can be
+    /// made.
+    fn start_probe(&mut self, why: Probe) -> bool {
+        // Multicast lists no peers, so a peer could not be told from a stranger (a backup
+        // restarting beside the holder would take the holder for one): unicast groups only.
+        let peers = self.cfg.router.unicast_peers.clone();
+        if peers.is_empty() {
+            return false;
         }
         let (link, own) = (self.link, self.cfg.router.primary_address);
         let vips = self.cfg.router.virtual_addresses.clone();
@@ -184,6 +184,19 @@ impl Speaker {
             }
             (why, Ok(heard))
         });
+        true
+    }
+
+    /// Gratuitous ARP again, with the takeover's repeats, if this node holds the VIP.
+    fn reannounce(&mut self) {
+        if self.status.holds_vip && self.router.state() == State::Master {
+            tracing::info!("link up while holding the VIP: announcing it again");
+            for addr in self.cfg.router.virtual_addresses.clone() {
+                self.garp(addr);
+            }
+            let now = Instant::now();
+            self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
+        }
     }
 
     /// A probe's answers: a device outside the group on the VIP puts this node in Fault until
@@ -200,11 +213,10 @@ impl Speaker {
                 return Ok(());
             }
         };
-        let mut peers = self.cfg.router.unicast_peers.clone();
-        peers.extend(self.router.last_master());
+        let peers = &self.cfg.router.unicast_peers;
         let found =
             self.cfg.router.virtual_addresses.iter().find_map(|&vip| {
-                arp::stranger(&heard, vip, self.link.mac, &peers).map(|m| (vip, m))
+                arp::stranger(&heard, vip, self.link.mac, peers).map(|m| (vip, m))
             });
         match (found, self.status.conflict) {
             (Some((vip, mac)), _) => {
@@ -221,16 +233,8 @@ impl Speaker {
                 self.apply_health().await?;
             }
             (None, None) => {
-                if why == Probe::LinkUp
-                    && self.status.holds_vip
-                    && self.router.state() == State::Master
-                {
-                    tracing::info!("link up while holding the VIP: announcing it again");
-                    for addr in self.cfg.router.virtual_addresses.clone() {
-                        self.garp(addr);
-                    }
-                    let now = Instant::now();
-                    self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
+                if why == Probe::LinkUp {
+                    self.reannounce();
                 }
             }
         }
@@ -243,7 +247,9 @@ impl Speaker {
         if running && was == Some(false) {
             self.status.link_ups += 1;
             tracing::info!(interface = %self.cfg.interface, "link up");
-            self.start_probe(Probe::LinkUp);
+            if !self.start_probe(Probe::LinkUp) {
+                self.reannounce();
+            }
         } else if !running && was != Some(false) {
             tracing::warn!(interface = %self.cfg.interface, "link down");
         }
@@ -294,7 +300,7 @@ impl Speaker {
                     if to == State::Master {
                         // Claimed already (failover stays immediate); a device outside the
                         // group found on the VIP sends this node to Fault.
-                        self.start_probe(Probe::Claim);
+                        let _ = self.start_probe(Probe::Claim);
                     }
                     tracing::info!(
                         ?from,
@@ -415,7 +421,7 @@ pub async fn run(
     };
     sp.apply_health().await?;
     // Before the first claim: is another device on the segment already using the VIP?
-    sp.start_probe(Probe::Claim);
+    let _ = sp.start_probe(Probe::Claim);
     if let Some(Ok((why, heard))) = sp.probes.join_next().await {
         sp.probed(why, heard).await?;
     }
@@ -454,7 +460,7 @@ pub async fn run(
                 }
             }
             _ = recheck.tick(), if sp.status.conflict.is_some() && sp.probes.is_empty() => {
-                sp.start_probe(Probe::Recheck);
+                let _ = sp.start_probe(Probe::Recheck);
             }
             Some((msg, _)) = async { match link_events.as_mut() { Some(e) => e.next().await, None => std::future::pending().await } } => {
                 if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = msg.payload
