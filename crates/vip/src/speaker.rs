@@ -194,9 +194,14 @@ impl Speaker {
             for addr in self.cfg.router.virtual_addresses.clone() {
                 self.garp(addr);
             }
-            let now = Instant::now();
-            self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
+            self.schedule_garp_repeats();
         }
+    }
+
+    /// The repeats of [`GARP_REPEATS`], counted from now.
+    fn schedule_garp_repeats(&mut self) {
+        let now = Instant::now();
+        self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
     }
 
     /// A probe's answers: a device outside the group on the VIP puts this node in Fault until
@@ -292,8 +297,7 @@ impl Speaker {
                 }
                 Action::SendGratuitousArp(addr) => {
                     self.garp(addr);
-                    let now = Instant::now();
-                    self.garp_repeats = GARP_REPEATS.iter().map(|d| now + *d).collect();
+                    self.schedule_garp_repeats();
                 }
                 Action::StateChanged { from, to } => {
                     self.status.transitions += 1;
